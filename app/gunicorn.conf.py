@@ -1,0 +1,15 @@
+# Gunicorn settings for the demo app. TERM is a graceful stop: the listener closes, in-flight
+# requests finish (up to graceful_timeout), then the workers exit.
+import os
+
+bind = f"0.0.0.0:{os.environ.get('APP_PORT', '8000')}"
+worker_class = "gthread"
+workers = 2
+threads = 32
+# Longer than HAProxy's pool-purge-delay (5 s): the proxy, not the app, closes idle connections.
+keepalive = 75
+graceful_timeout = 30
+timeout = 60
+accesslog = None
+errorlog = "-"
+loglevel = "warning"

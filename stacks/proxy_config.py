@@ -1,0 +1,88 @@
+"""HAProxy's static configuration for a stack, rendered from the spec (pure text, no I/O).
+
+The live colour is not in here. It is a key in a map file that ``use_backend`` reads on every
+request; a switch rewrites that key through the runtime API, so the config (and the container that
+carries it) never changes when traffic moves.
+"""
+
+from __future__ import annotations
+
+from stacks.spec import COLOURS, StackSpec
+
+HAPROXY_CONFIG_PATH = "/usr/local/etc/haproxy/haproxy.cfg"
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
+# On a named volume, so a restarted proxy keeps the colour it was last switched to.
+COLOUR_MAP_DIR = "/var/lib/haproxy/state"
+COLOUR_MAP = f"{COLOUR_MAP_DIR}/colours.map"
+LIVE_CONTAINER_PORT = 8080
+PREVIEW_CONTAINER_PORT = 8081
+# HAProxy keeps idle server connections for reuse this long; the app's keep-alive (75 s in the
+# app image) must outlast it, or a reused connection can be closed under a request.
+POOL_PURGE_DELAY_MS = 5000
+
+
+def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int = 8000) -> str:
+    interval = spec.health_interval_ms
+    lines = [
+        "# Rendered by cutover from the stack spec; do not edit by hand.",
+        "global",
+        f"    stats socket {ADMIN_SOCKET} mode 600 level admin",
+        "    stats timeout 30s",
+        "    maxconn 4096",
+        "    hard-stop-after 60s",
+        "",
+        # Docker's embedded DNS: a redeployed container comes back with a new address, and the
+        # proxy must follow it without a reload.
+        "resolvers docker",
+        "    nameserver dns 127.0.0.11:53",
+        "    resolve_retries 3",
+        "    timeout resolve 500ms",
+        "    timeout retry 500ms",
+        "    hold valid 1s",
+        "    hold other 1s",
+        "    hold refused 1s",
+        "    hold nx 1s",
+        "    hold timeout 1s",
+        "    hold obsolete 1s",
+        "    accepted_payload_size 8192",
+        "",
+        "defaults",
+        "    mode http",
+        "    option http-keep-alive",
+        "    timeout connect 2s",
+        "    timeout client 60s",
+        "    timeout server 60s",
+        "    timeout http-request 10s",
+        "    timeout http-keep-alive 30s",
+        "    timeout queue 10s",
+        # A connection that failed before the request was sent is safe to retry for any method;
+        # an empty response or timeout only for requests that may be repeated (never a POST).
+        "    retries 2",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response response-timeout",
+        "    http-reuse safe",
+        f"    pool-purge-delay {POOL_PURGE_DELAY_MS}ms",
+        f"    default-server init-addr last,libc,none resolvers docker check inter {interval}ms fastinter {max(100, interval // 2)}ms fall 2 rise 2",
+        "",
+        "frontend live",
+        f"    bind :{LIVE_CONTAINER_PORT}",
+        "    http-request disable-l7-retry if METH_POST",
+        f"    use_backend %[str(live),map({COLOUR_MAP},{spec.live_colour})]",
+        "",
+        "frontend preview",
+        f"    bind :{PREVIEW_CONTAINER_PORT}",
+        "    http-request disable-l7-retry if METH_POST",
+        f"    use_backend %[str(preview),map({COLOUR_MAP},{spec.idle_colour})]",
+        "",
+    ]
+    for colour in COLOURS:
+        lines += [
+            f"backend {colour}",
+            "    balance roundrobin",
+            f"    option httpchk GET {spec.health_path}",
+            "    http-check expect status 200",
+        ]
+        for index, host in enumerate(servers[colour], start=1):
+            lines.append(f"    server {colour}-{index} {host}:{app_port}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""The one typed description of a stack, shared by the Pulumi program and the local simulator.
+
+A stack lives in ``stacks/Pulumi.<stack>.yaml`` as Pulumi config. This module turns those values
+into a frozen :class:`StackSpec` and rejects bad input with one sentence that names the key and
+the file. It needs neither Pulumi nor Docker, so both executors (and the unit tests) can use it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import yaml
+
+STACKS_DIR = Path(__file__).resolve().parent
+PROJECT = "cutover"
+COLOURS = ("blue", "green")
+
+# The keys every stack file must carry, in the order the README documents them.
+REQUIRED_KEYS = (
+    "docker:host",
+    "cutover:poolSize",
+    "cutover:bindAddress",
+    "cutover:livePort",
+    "cutover:previewPort",
+    "cutover:appImage",
+    "cutover:blueVersion",
+    "cutover:greenVersion",
+    "cutover:liveColor",
+    "cutover:healthPath",
+    "cutover:healthIntervalMs",
+    "cutover:drainSeconds",
+    "cutover:baseImage",
+)
+
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a valid Docker tag
+_IMAGE_REPO = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+_IMAGE_REF = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]+)?$")
+
+
+class SpecError(ValueError):
+    """A stack file is missing a key or holds a value the stack cannot use."""
+
+
+def other_colour(colour: str) -> str:
+    return "green" if colour == "blue" else "blue"
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything that makes one stack: sizes, ports, images, health check and drain budget."""
+
+    stack: str
+    docker_host: str
+    pool_size: int
+    bind_address: str
+    live_port: int
+    preview_port: int
+    app_image: str
+    blue_version: str
+    green_version: str
+    live_colour: str
+    health_path: str
+    health_interval_ms: int
+    drain_seconds: int
+    base_image: str
+
+    @property
+    def idle_colour(self) -> str:
+        return other_colour(self.live_colour)
+
+    def version_of(self, colour: str) -> str:
+        return self.blue_version if colour == "blue" else self.green_version
+
+    def live_url(self) -> str:
+        return f"http://{_url_host(self.bind_address)}:{self.live_port}"
+
+    def preview_url(self) -> str:
+        return f"http://{_url_host(self.bind_address)}:{self.preview_port}"
+
+
+def _url_host(bind_address: str) -> str:
+    # A proxy bound to every interface is still reached locally through loopback.
+    return "127.0.0.1" if bind_address == "0.0.0.0" else bind_address
+
+
+def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def known_stacks(stacks_dir: Path = STACKS_DIR) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+
+
+def load_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
+    """Read ``Pulumi.<stack>.yaml`` and return its validated spec."""
+    path = stack_file(stack, stacks_dir)
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", stack or ""):
+        raise SpecError(f"stack name {stack!r} is not valid: use letters, digits, '-' and '_'.")
+    if not path.is_file():
+        names = ", ".join(known_stacks(stacks_dir)) or "none"
+        raise SpecError(f"stack {stack!r} has no file {path} (known stacks: {names}).")
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: is not valid YAML ({exc.__class__.__name__}).") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+        raise SpecError(f"{path}: has no 'config:' mapping.")
+    return spec_from_config(stack, document["config"], source=str(path))
+
+
+def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "config") -> StackSpec:
+    """Validate raw Pulumi config values (strings or YAML scalars) into a :class:`StackSpec`.
+
+    ``source`` names where the values came from, so every error can point at it.
+    """
+    reader = _Reader(config, source)
+    spec = StackSpec(
+        stack=stack,
+        docker_host=reader.get("docker:host", _docker_host),
+        pool_size=reader.get("cutover:poolSize", _int_between(1, 20)),
+        bind_address=reader.get("cutover:bindAddress", _ip_address),
+        live_port=reader.get("cutover:livePort", _int_between(1, 65535)),
+        preview_port=reader.get("cutover:previewPort", _int_between(1, 65535)),
+        app_image=reader.get("cutover:appImage", _pattern(_IMAGE_REPO, "an image repository like 'cutover-app'")),
+        blue_version=reader.get("cutover:blueVersion", _pattern(_VERSION, "a version usable as an image tag")),
+        green_version=reader.get("cutover:greenVersion", _pattern(_VERSION, "a version usable as an image tag")),
+        live_colour=reader.get("cutover:liveColor", _one_of(COLOURS)),
+        health_path=reader.get("cutover:healthPath", _pattern(re.compile(r"^/[A-Za-z0-9/_.-]*$"), "a path starting with '/'")),
+        health_interval_ms=reader.get("cutover:healthIntervalMs", _int_between(100, 60_000)),
+        drain_seconds=reader.get("cutover:drainSeconds", _int_between(0, 3600)),
+        base_image=reader.get("cutover:baseImage", _pattern(_IMAGE_REF, "an image reference like 'debian:bookworm-slim'")),
+    )
+    unknown = sorted(k for k in config if k not in REQUIRED_KEYS)
+    if unknown:
+        raise SpecError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(REQUIRED_KEYS)}).")
+    if spec.live_port == spec.preview_port:
+        raise SpecError(f"{source}: cutover:previewPort must differ from cutover:livePort ({spec.live_port}).")
+    return spec
+
+
+class _Reader:
+    def __init__(self, config: Mapping[str, Any], source: str) -> None:
+        self._config = config
+        self._source = source
+
+    def get(self, key: str, convert: Callable[[Any], Any]) -> Any:
+        if key not in self._config or self._config[key] is None or self._config[key] == "":
+            raise SpecError(f"{self._source}: missing required key {key!r}.")
+        try:
+            return convert(self._config[key])
+        except ValueError as exc:
+            raise SpecError(f"{self._source}: {key} {exc}") from None
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        # Pulumi stores config set from the CLI as strings, so "3" is as good as 3.
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}.")
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, got {number}.")
+        return number
+
+    return convert
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}.")
+        return value
+
+    return convert
+
+
+def _pattern(regex: re.Pattern[str], meaning: str) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if not isinstance(value, str) or not regex.match(value):
+            raise ValueError(f"must be {meaning}, got {value!r}.")
+        return value
+
+    return convert
+
+
+def _ip_address(value: Any) -> str:
+    try:
+        return str(ipaddress.ip_address(str(value)))
+    except ValueError:
+        raise ValueError(f"must be an IP address to bind to, got {value!r}.") from None
+
+
+def _docker_host(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^(unix|tcp|ssh|npipe)://", value):
+        raise ValueError(f"must be a Docker host URL (unix://, tcp://, ssh:// or npipe://), got {value!r}.")
+    return value
