@@ -1,0 +1,1 @@
+"""The local simulator: runs a stack's containers on one Docker engine and performs cutovers."""

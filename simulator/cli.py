@@ -1,0 +1,149 @@
+"""``cutover``: run a stack on the local Docker engine and move traffic between blue and green."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from simulator.errors import CutoverError
+from stacks.spec import SpecError
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+stack_option = click.option(
+    "--stack", "-s", default="dev", show_default=True, envvar="CUTOVER_STACK",
+    help="Which stack (stacks/Pulumi.<stack>.yaml) to act on.",
+)
+
+
+def _simulator(stack: str):
+    from simulator.operations import Simulator  # imported late so --help never needs Docker
+
+    return Simulator.for_stack(stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/bold red] {message}")
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns the errors users cause into one sentence and exit status 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (CutoverError, SpecError) as exc:
+            _fail(str(exc))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Blue/green stacks on the local Docker engine, and cutovers proven under load.
+
+    Every command takes --stack (default dev). Traffic enters on the stack's live port; the idle
+    colour answers on the preview port.
+    """
+
+
+@main.command()
+@stack_option
+def up(stack: str) -> None:
+    """Create the network, the proxy and both pools (blue live, green idle). Idempotent."""
+    actions = _simulator(stack).up()
+    if not actions:
+        console.print(f"stack {stack}: nothing to change")
+    else:
+        console.print(f"stack {stack}: {len(actions)} change(s) applied")
+
+
+@main.command()
+@stack_option
+@click.argument("version")
+def deploy(stack: str, version: str) -> None:
+    """Build VERSION and put it on the idle colour, health-gated and smoke-tested on the preview port."""
+    result = _simulator(stack).deploy(version)
+    console.print(f"stack {stack}: {result.colour} now runs {result.version} ({result.image}), smoke-tested in {result.seconds}s; live colour untouched")
+
+
+@main.command()
+@stack_option
+def switch(stack: str) -> None:
+    """Preflight the idle colour, make it live in one atomic flip, then drain the old colour."""
+    _print_switch(stack, _simulator(stack).switch())
+
+
+@main.command()
+@stack_option
+def rollback(stack: str) -> None:
+    """Flip back to the previous colour, which is still running: instant."""
+    _print_switch(stack, _simulator(stack).rollback())
+
+
+def _print_switch(stack: str, result) -> None:
+    drained = f"drained in {result.drain_seconds:.2f}s" if result.drained else f"drain budget ran out after {result.drain_seconds:.1f}s"
+    console.print(
+        f"stack {stack}: live is now [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); "
+        f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}"
+    )
+
+
+@main.command()
+@stack_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(stack: str, as_json: bool) -> None:
+    """Which colour is live, and each pool's version and health."""
+    state = _simulator(stack).status()
+    if as_json:
+        click.echo(json.dumps(state.as_dict()))
+        return
+    table = Table(title=f"stack {stack}")
+    for column in ("colour", "role", "version", "healthy"):
+        table.add_column(column)
+    for colour, pool in state.pools.items():
+        role = "live" if colour == state.live else "idle"
+        table.add_row(colour, role, pool.version or "-", f"{pool.healthy}/{pool.total}")
+    console.print(table)
+
+
+@main.command()
+@stack_option
+@click.option("--users", default=40, show_default=True, help="Concurrent keep-alive Locust users.")
+@click.option("--phase-seconds", default=8.0, show_default=True, help="Load time before and after each step.")
+@click.option("--from-version", default=None, help="Version expected live at the start (default: what runs now).")
+@click.option("--to-version", default="2.0.0", show_default=True, help="Version deployed to the idle colour.")
+@click.option("--out", default=None, help="Where to write the per-request record (CSV).")
+def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str, out: str | None) -> None:
+    """Rehearse a cutover under Locust load: deploy, switch, roll back, switch again; report per phase.
+
+    Exits non-zero if a single request failed.
+    """
+    # Locust patches the standard library with gevent at import time; it gets a process of its own
+    # so that never leaks into this one.
+    command = [sys.executable, "-m", "loadtests.rehearsal", "--stack", stack, "--users", str(users),
+               "--phase-seconds", str(phase_seconds), "--to-version", to_version]
+    if from_version:
+        command += ["--from-version", from_version]
+    if out:
+        command += ["--out", out]
+    sys.exit(subprocess.call(command, env=os.environ.copy()))
+
+
+@main.command()
+@stack_option
+@click.option("--volumes", is_flag=True, help="Also remove the stack's volumes (the proxy's saved colour).")
+def down(stack: str, volumes: bool) -> None:
+    """Remove the stack's containers and network."""
+    removed = _simulator(stack).down(with_volumes=volumes)
+    console.print(f"stack {stack}: removed {len(removed)} item(s)" if removed else f"stack {stack}: nothing to remove")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""The thin Docker edge: observe a stack, and turn planned actions into engine calls."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from typing import Callable
+
+import docker
+import docker.errors
+
+from simulator.errors import CutoverError
+from simulator.planner import Action, Observed, ObservedContainer
+from stacks.spec import PROJECT, StackSpec
+from stacks.topology import ContainerSpec, network_name, proxy_state_volume
+
+SECOND_NS = 1_000_000_000
+
+
+def connect() -> docker.DockerClient:
+    """The local engine (DOCKER_HOST or the default socket), or one clear sentence why not."""
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise CutoverError(
+            f"no Docker engine answers at {where} ({exc.__class__.__name__}); start one, e.g. with 'make engine'."
+        ) from None
+
+
+class DockerDriver:
+    def __init__(self, client: docker.DockerClient, spec: StackSpec) -> None:
+        self.client = client
+        self.spec = spec
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def stack_containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": [f"cutover.project={PROJECT}", f"cutover.stack={self.spec.stack}"]})
+
+    def observe(self) -> Observed:
+        containers = {}
+        for container in self.stack_containers():
+            labels = container.labels
+            containers[container.name] = ObservedContainer(
+                name=container.name,
+                role=labels.get("cutover.role", ""),
+                colour=labels.get("cutover.colour"),
+                version=labels.get("cutover.version"),
+                fingerprint=labels.get("cutover.fingerprint"),
+                running=container.status == "running",
+            )
+        network_exists = bool(self.client.networks.list(names=[network_name(self.spec)]))
+        volume_names = frozenset(v.name for v in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}))
+        return Observed(containers, network_exists, volume_names)
+
+    def container(self, name: str):
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            raise CutoverError(f"container {name} does not exist; run 'cutover up --stack {self.spec.stack}' first.") from None
+
+    def health(self, name: str) -> str:
+        """Docker's health status for a container: starting, healthy, unhealthy or missing."""
+        try:
+            state = self.client.api.inspect_container(name)["State"]
+        except docker.errors.NotFound:
+            return "missing"
+        if not state.get("Running"):
+            return "stopped"
+        return state.get("Health", {}).get("Status", "none")
+
+    # -- acting -------------------------------------------------------------------------------
+
+    def apply(self, action: Action) -> None:
+        if action.kind == "create-network":
+            self.client.networks.create(action.target, driver="bridge", labels=self._labels())
+        elif action.kind == "create-volume":
+            self.client.volumes.create(action.target, labels=self._labels())
+        elif action.kind == "create":
+            self.create(action.container)
+        elif action.kind == "replace":
+            self.remove(action.target)
+            self.create(action.container)
+        elif action.kind == "start":
+            self.client.containers.get(action.target).start()
+        elif action.kind == "remove":
+            self.remove(action.target)
+        else:  # a planner bug, not a user error
+            raise ValueError(f"unknown action kind {action.kind!r}")
+
+    def create(self, spec: ContainerSpec) -> None:
+        """Create, upload files into, and start one container exactly as the spec describes it."""
+        api = self.client.api
+        host_config = api.create_host_config(
+            port_bindings={f"{p.internal}/tcp": (p.ip, p.external) for p in spec.ports},
+            restart_policy={"Name": spec.restart},
+            binds={v.volume: {"bind": v.container_path, "mode": "rw"} for v in spec.volumes},
+        )
+        networking = api.create_networking_config({spec.network: api.create_endpoint_config(aliases=[spec.hostname])})
+        health = spec.healthcheck
+        created = api.create_container(
+            image=spec.image,
+            name=spec.name,
+            hostname=spec.hostname,
+            environment=dict(spec.env),
+            labels=spec.labels_with_fingerprint(),
+            ports=[p.internal for p in spec.ports],
+            host_config=host_config,
+            networking_config=networking,
+            stop_timeout=spec.stop_timeout_s,
+            healthcheck={
+                "test": list(health.test),
+                "interval": health.interval_s * SECOND_NS,
+                "timeout": health.timeout_s * SECOND_NS,
+                "retries": health.retries,
+                "start_period": health.start_period_s * SECOND_NS,
+            }
+            if health
+            else None,
+        )
+        container = self.client.containers.get(created["Id"])
+        for upload in spec.uploads:
+            container.put_archive(os.path.dirname(upload.path), _tar_one_file(os.path.basename(upload.path), upload.content))
+        container.start()
+
+    def remove(self, name: str) -> None:
+        """Stop gracefully (SIGTERM, the container's own stop timeout) and remove."""
+        try:
+            container = self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return
+        if container.status == "running":
+            container.stop(timeout=int(container.attrs["Config"].get("StopTimeout") or 10))
+        container.remove(force=True)
+
+    def remove_network_and_volumes(self, with_volumes: bool) -> list[str]:
+        removed = []
+        for network in self.client.networks.list(names=[network_name(self.spec)]):
+            network.remove()
+            removed.append(f"network {network.name}")
+        if with_volumes:
+            for volume in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}):
+                volume.remove(force=True)
+                removed.append(f"volume {volume.name}")
+        return removed
+
+    def wait_healthy(self, names: list[str], deadline_s: float) -> None:
+        """Block until every named container reports healthy, or fail naming the ones that did not."""
+        wait_until(
+            lambda: all(self.health(n) == "healthy" for n in names),
+            deadline_s,
+            lambda: "containers not healthy after {:.0f}s: ".format(deadline_s)
+            + ", ".join(f"{n} ({self.health(n)})" for n in names if self.health(n) != "healthy"),
+        )
+
+    def _labels(self) -> dict[str, str]:
+        return {"cutover.project": PROJECT, "cutover.stack": self.spec.stack}
+
+    def volume_name(self) -> str:
+        return proxy_state_volume(self.spec)
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float, failure: Callable[[], str], interval_s: float = 0.2) -> None:
+    """Poll ``condition`` until it holds; past the deadline raise with ``failure()`` as the message."""
+    end = time.monotonic() + deadline_s
+    while True:
+        if condition():
+            return
+        if time.monotonic() > end:
+            raise CutoverError(failure())
+        time.sleep(interval_s)
+
+
+def _tar_one_file(name: str, content: str) -> bytes:
+    data = content.encode()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = 0o644
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

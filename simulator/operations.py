@@ -1,0 +1,242 @@
+"""The stack operations behind the CLI: up, deploy, switch, rollback, status, down.
+
+Each one reads the world (Docker + the proxy), asks the planner what to do, does it through the
+driver, and writes one audit record whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from simulator.docker_driver import DockerDriver, connect, wait_until
+from simulator.errors import CutoverError, PreflightRefused
+from simulator.images import ImageBuilder
+from simulator.ledger import Ledger, stack_lock
+from simulator.planner import Action, plan_deploy, plan_up
+from simulator.proxy_api import ProxyAPI
+from simulator.smoke import smoke_test
+from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
+from stacks.topology import APP_STOP_TIMEOUT_S, proxy_container_name
+
+HEALTHY_DEADLINE_S = 90
+
+
+@dataclass
+class PoolStatus:
+    version: str | None
+    healthy: int
+    total: int
+
+
+@dataclass
+class StackStatus:
+    stack: str
+    live: str | None
+    pools: dict[str, PoolStatus]
+
+    def as_dict(self) -> dict:
+        return {"stack": self.stack, "live": self.live, "pools": {c: asdict(p) for c, p in self.pools.items()}}
+
+
+@dataclass
+class SwitchResult:
+    from_colour: str
+    to_colour: str
+    from_version: str | None
+    to_version: str | None
+    flipped_at: float  # wall clock, when the proxy confirmed the new live colour
+    flip_seconds: float  # how long the flip itself took
+    drain_seconds: float  # how long the old colour took to finish its in-flight requests
+    drained: bool  # False when the drain budget ran out first
+
+
+@dataclass
+class DeployResult:
+    colour: str
+    version: str
+    image: str
+    replaced: list[str] = field(default_factory=list)
+    smoke_instances: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Simulator:
+    def __init__(self, spec: StackSpec, say: Callable[[str], None] = print) -> None:
+        self.spec = spec
+        self.say = say
+        self.client = connect()
+        self.driver = DockerDriver(self.client, spec)
+        self.images = ImageBuilder(self.client, spec, say)
+        self.ledger = Ledger(spec.stack)
+
+    @classmethod
+    def for_stack(cls, stack: str, say: Callable[[str], None] = print) -> "Simulator":
+        return cls(load_stack(stack), say)
+
+    # -- queries --------------------------------------------------------------------------------
+
+    @property
+    def proxy(self) -> ProxyAPI:
+        return ProxyAPI(self.driver.container(proxy_container_name(self.spec)))
+
+    def live_colour(self) -> str:
+        return self.proxy.colours()["live"]
+
+    def status(self) -> StackStatus:
+        observed = self.driver.observe()
+        proxy_up = proxy_container_name(self.spec) in observed.containers and observed.containers[proxy_container_name(self.spec)].running
+        live = self.live_colour() if proxy_up else None
+        pools = {}
+        for colour in COLOURS:
+            members = observed.pool(colour)
+            pools[colour] = PoolStatus(
+                version=observed.pool_version(colour),
+                healthy=sum(1 for m in members if self.driver.health(m.name) == "healthy"),
+                total=len(members),
+            )
+        return StackStatus(self.spec.stack, live, pools)
+
+    def plan_up(self) -> list[Action]:
+        return plan_up(self.spec, self.driver.observe())
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def up(self) -> list[Action]:
+        """Create what is missing, replace what drifted; a second run finds nothing to do."""
+        with stack_lock(self.spec.stack):
+            actions = self.plan_up()
+            if not actions:
+                return []
+            self.images.ensure_proxy()
+            for version in {a.container.image.rsplit(":", 1)[1] for a in actions if a.container and a.container.role == "app"}:
+                self.images.ensure_app(version)
+            for action in actions:
+                self.say(action.describe())
+                self.driver.apply(action)
+            touched = [a.target for a in actions if a.container]
+            self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
+            if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
+                # A brand-new proxy starts from its seeded map; make the spec's colour live.
+                self.proxy.switch_to(self.spec.live_colour)
+            self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
+            return actions
+
+    def deploy(self, version: str) -> DeployResult:
+        """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
+        with stack_lock(self.spec.stack):
+            started = time.monotonic()
+            idle = other_colour(self.live_colour())
+            try:
+                result = self._deploy_idle(idle, version)
+            except CutoverError as exc:
+                self.ledger.record("deploy", "failed", colour=idle, version=version, error=str(exc))
+                raise
+            result.seconds = round(time.monotonic() - started, 2)
+            self.ledger.record("deploy", "ok", colour=idle, version=version, image=result.image, seconds=result.seconds)
+            return result
+
+    def _deploy_idle(self, idle: str, version: str) -> DeployResult:
+        image = self.images.ensure_app(version)
+        proxy = self.proxy
+        self._drain(proxy, idle)
+        actions = plan_deploy(self.spec, self.driver.observe(), idle, version)
+        servers = [s.server for s in proxy.servers(idle)]
+        for server in servers:
+            # Out of rotation before its container goes away: no health-check flapping, no new requests.
+            proxy.set_server_state(idle, server, "maint")
+        for action in actions:
+            self.say(action.describe())
+            self.driver.apply(action)
+        self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
+        for server in servers:
+            proxy.set_server_state(idle, server, "ready")
+        self._wait_servers_up(proxy, idle)
+        instances = smoke_test(self.spec.preview_url(), idle, version, self.spec.health_path, rounds=2 * self.spec.pool_size)
+        self.say(f"smoke tests passed on {self.spec.preview_url()} ({', '.join(instances)})")
+        return DeployResult(idle, version, image, [a.target for a in actions], instances)
+
+    def switch(self, action: str = "switch") -> SwitchResult:
+        """Preflight the idle colour, flip the live colour atomically, then let the old one drain."""
+        with stack_lock(self.spec.stack):
+            proxy = self.proxy
+            current = proxy.colours()["live"]
+            target = other_colour(current)
+            status = self.status()
+            try:
+                self._preflight(proxy, target, status)
+            except PreflightRefused as exc:
+                self.ledger.record(action, "refused", live=current, target=target, reason=str(exc))
+                raise
+            began = time.monotonic()
+            proxy.switch_to(target)
+            flipped_at = time.time()
+            flip_seconds = time.monotonic() - began
+            drained, drain_seconds = self._drain(proxy, current, strict=False)
+            result = SwitchResult(
+                from_colour=current,
+                to_colour=target,
+                from_version=status.pools[current].version,
+                to_version=status.pools[target].version,
+                flipped_at=flipped_at,
+                flip_seconds=round(flip_seconds, 4),
+                drain_seconds=round(drain_seconds, 3),
+                drained=drained,
+            )
+            self.ledger.record(action, "ok", **asdict(result))
+            return result
+
+    def rollback(self) -> SwitchResult:
+        """The same flip in reverse: the previous colour is still running, so it is instant."""
+        return self.switch(action="rollback")
+
+    def down(self, with_volumes: bool = False) -> list[str]:
+        with stack_lock(self.spec.stack):
+            removed = []
+            for container in self.driver.stack_containers():
+                self.driver.remove(container.name)
+                removed.append(f"container {container.name}")
+            removed += self.driver.remove_network_and_volumes(with_volumes)
+            self.ledger.record("down", "ok", removed=removed)
+            return removed
+
+    # -- the gates ----------------------------------------------------------------------------
+
+    def _preflight(self, proxy: ProxyAPI, target: str, status: StackStatus) -> None:
+        pool = status.pools[target]
+        if pool.total == 0:
+            raise PreflightRefused(f"refusing to switch to {target}: it has no containers.")
+        if pool.healthy < pool.total:
+            raise PreflightRefused(
+                f"refusing to switch to {target}: only {pool.healthy} of {pool.total} containers are healthy in Docker; live colour unchanged."
+            )
+        down = [f"{s.server} is {s.status} ({s.check})" for s in proxy.servers(target) if not s.up]
+        if down:
+            raise PreflightRefused(f"refusing to switch to {target}: HAProxy reports {'; '.join(down)}; live colour unchanged.")
+        try:
+            smoke_test(self.spec.preview_url(), target, pool.version or "", self.spec.health_path, rounds=2 * self.spec.pool_size)
+        except CutoverError as exc:
+            raise PreflightRefused(f"refusing to switch to {target}: {exc} Live colour unchanged.") from None
+
+    def _wait_servers_up(self, proxy: ProxyAPI, colour: str) -> None:
+        wait_until(
+            lambda: all(s.up for s in proxy.servers(colour)),
+            HEALTHY_DEADLINE_S,
+            lambda: f"HAProxy does not see {colour} as up: "
+            + ", ".join(f"{s.server} {s.status} ({s.check})" for s in proxy.servers(colour) if not s.up),
+        )
+
+    def _drain(self, proxy: ProxyAPI, colour: str, strict: bool = True) -> tuple[bool, float]:
+        """Wait for ``colour``'s in-flight requests to finish, up to the stack's drain budget."""
+        began = time.monotonic()
+        budget = self.spec.drain_seconds
+        while proxy.backend_sessions(colour) > 0:
+            if time.monotonic() - began > budget:
+                if strict:
+                    # Still in flight after the budget: its own graceful stop (up to
+                    # APP_STOP_TIMEOUT_S) is the last line; say so rather than pretend.
+                    self.say(f"{colour} still has requests in flight after {budget}s; stopping gracefully (up to {APP_STOP_TIMEOUT_S}s)")
+                return False, time.monotonic() - began
+            time.sleep(0.1)
+        return True, time.monotonic() - began

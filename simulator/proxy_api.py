@@ -1,0 +1,95 @@
+"""HAProxy's runtime API, reached through ``docker exec`` into the proxy container.
+
+The admin socket is a Unix socket inside the container and is never published on a port; exec is
+how both the simulator and the Pulumi switch command reach it, on Linux and Docker Desktop alike.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+from simulator.errors import CutoverError
+from stacks.proxy_config import COLOUR_MAP
+from stacks.spec import COLOURS
+
+
+@dataclass(frozen=True)
+class ServerState:
+    backend: str
+    server: str
+    status: str  # UP, DOWN, MAINT, "MAINT (resolution)", no check...
+    sessions: int
+    check: str
+
+    @property
+    def up(self) -> bool:
+        return self.status == "UP"
+
+
+class ProxyAPI:
+    def __init__(self, container) -> None:
+        self._container = container
+
+    def command(self, line: str) -> str:
+        result = self._container.exec_run(["proxy-admin", line])
+        output = result.output.decode(errors="replace")
+        if result.exit_code != 0:
+            raise CutoverError(f"HAProxy runtime API did not answer {line.split()[0]!r} in {self._container.name}: {output.strip()}")
+        return output
+
+    def colours(self) -> dict[str, str]:
+        """{"live": colour, "preview": colour} as the proxy routes right now."""
+        entries = {}
+        for line in self.command(f"show map {COLOUR_MAP}").splitlines():
+            parts = line.split()
+            if len(parts) == 3:  # "<ref> <key> <value>"
+                entries[parts[1]] = parts[2]
+        live = entries.get("live")
+        if live not in COLOURS:
+            raise CutoverError(f"the proxy's colour map has no valid live colour (read {entries!r}).")
+        return {"live": live, "preview": entries.get("preview", "")}
+
+    def switch_to(self, colour: str) -> None:
+        """Make ``colour`` live in one runtime-API line and persist it (the image's proxy-switch)."""
+        result = self._container.exec_run(["proxy-switch", colour])
+        if result.exit_code != 0:
+            raise CutoverError(result.output.decode(errors="replace").strip() or f"proxy-switch {colour} failed")
+
+    def stats(self) -> list[dict[str, str]]:
+        text = self.command("show stat")
+        header, _, body = text.partition("\n")
+        reader = csv.DictReader(io.StringIO(header.lstrip("# ") + "\n" + body))
+        return [row for row in reader if row.get("pxname")]
+
+    def servers(self, backend: str) -> list[ServerState]:
+        return [
+            ServerState(
+                backend=row["pxname"],
+                server=row["svname"],
+                status=row["status"],
+                sessions=int(row["scur"] or 0),
+                check=row.get("check_status", "") or "",
+            )
+            for row in self.stats()
+            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
+        ]
+
+    def backend_sessions(self, backend: str) -> int:
+        for row in self.stats():
+            if row["pxname"] == backend and row["svname"] == "BACKEND":
+                return int(row["scur"] or 0)
+        raise CutoverError(f"the proxy has no backend named {backend!r}.")
+
+    def frontend_counters(self, frontend: str) -> dict[str, int]:
+        """Cumulative connections and requests of a frontend: how keep-alive shows up in numbers."""
+        for row in self.stats():
+            if row["pxname"] == frontend and row["svname"] == "FRONTEND":
+                return {"connections": int(row["conn_tot"] or 0), "requests": int(row["req_tot"] or 0)}
+        raise CutoverError(f"the proxy has no frontend named {frontend!r}.")
+
+    def set_server_state(self, backend: str, server: str, state: str) -> None:
+        reply = self.command(f"set server {backend}/{server} state {state}").strip()
+        if reply:
+            raise CutoverError(f"HAProxy refused 'set server {backend}/{server} state {state}': {reply}")
