@@ -66,12 +66,14 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         "frontend live",
         f"    bind :{LIVE_CONTAINER_PORT}",
         "    http-request disable-l7-retry if METH_POST",
-        f"    use_backend %[str(live),map({COLOUR_MAP},{spec.live_colour})]",
+        # The map's fallback is a constant, not spec.live_colour: the colour must stay out of the
+        # proxy's inputs, or `pulumi config set liveColor` would replace the proxy container.
+        f"    use_backend %[str(live),map({COLOUR_MAP},blue)]",
         "",
         "frontend preview",
         f"    bind :{PREVIEW_CONTAINER_PORT}",
         "    http-request disable-l7-retry if METH_POST",
-        f"    use_backend %[str(preview),map({COLOUR_MAP},{spec.idle_colour})]",
+        f"    use_backend %[str(preview),map({COLOUR_MAP},green)]",
         "",
     ]
     for colour in COLOURS:
