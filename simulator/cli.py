@@ -118,9 +118,10 @@ def status(stack: str, as_json: bool) -> None:
 @click.option("--users", default=40, show_default=True, help="Concurrent keep-alive Locust users.")
 @click.option("--phase-seconds", default=8.0, show_default=True, help="Load time before and after each step.")
 @click.option("--from-version", default=None, help="Version expected live at the start (default: what runs now).")
-@click.option("--to-version", default="2.0.0", show_default=True, help="Version deployed to the idle colour.")
+@click.option("--to-version", default=None, help="Version deployed to the idle colour (default: live major + 1).")
+@click.option("--steps", default="deploy,switch,rollback,switch", show_default=True, help="The scenario: deploy, switch and rollback steps, comma-separated.")
 @click.option("--out", default=None, help="Where to write the per-request record (CSV).")
-def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str, out: str | None) -> None:
+def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, out: str | None) -> None:
     """Rehearse a cutover under Locust load: deploy, switch, roll back, switch again; report per phase.
 
     Exits non-zero if a single request failed.
@@ -128,7 +129,9 @@ def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | N
     # Locust patches the standard library with gevent at import time; it gets a process of its own
     # so that never leaks into this one.
     command = [sys.executable, "-m", "loadtests.rehearsal", "--stack", stack, "--users", str(users),
-               "--phase-seconds", str(phase_seconds), "--to-version", to_version]
+               "--phase-seconds", str(phase_seconds), "--steps", steps]
+    if to_version:
+        command += ["--to-version", to_version]
     if from_version:
         command += ["--from-version", from_version]
     if out:

@@ -1,0 +1,114 @@
+"""Turning a rehearsal's request record into figures: per phase, and per flip of the proxy.
+
+Pure functions over records (no Locust import), so they are unit-tested on hand-made data.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import Counter
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+
+# The new colour may answer before the flip command has returned (HAProxy applies the map change
+# before `docker exec` comes back), so the first response is looked for from this far back.
+FLIP_LOOKBACK_S = 1.0
+
+
+class Record(Protocol):
+    started: float
+    finished: float
+    phase: str
+    status: int
+    version: str
+    colour: str
+    latency_ms: float
+    user: int
+    error: str
+
+    @property
+    def failed(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PhaseFigures:
+    phase: str
+    requests: int
+    failures: int
+    versions: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+
+
+@dataclass(frozen=True)
+class FlipFigures:
+    """How one flip looked from the clients' side."""
+
+    label: str
+    to_colour: str
+    returned_at: float  # when the proxy confirmed the flip
+    first_new_ms: float | None  # first response from the new colour, relative to returned_at
+    stale_after_flip: int  # requests sent after the flip returned but answered by the old colour
+    users_active_after: int  # users that sent a request after the flip
+    users_moved: int  # of those, users whose requests after the flip all reached the new colour
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return float(values[0])
+    return round(statistics.quantiles(values, n=1000, method="inclusive")[int(pct * 10) - 1], 2)
+
+
+def phase_figures(records: Iterable[Record]) -> list[PhaseFigures]:
+    by_phase: dict[str, list[Record]] = {}
+    for record in records:
+        by_phase.setdefault(record.phase, []).append(record)
+    result = []
+    for phase, group in by_phase.items():
+        latencies = sorted(r.latency_ms for r in group)
+        result.append(
+            PhaseFigures(
+                phase=phase,
+                requests=len(group),
+                failures=sum(1 for r in group if r.failed),
+                versions=dict(sorted(Counter(r.version or "none" for r in group).items())),
+                p50_ms=percentile(latencies, 50),
+                p99_ms=percentile(latencies, 99),
+            )
+        )
+    return result
+
+
+def flip_figures(records: Sequence[Record], label: str, to_colour: str, returned_at: float, until: float) -> FlipFigures:
+    """Figures for one flip; ``until`` is when the next step began (its requests are not ours)."""
+    # Requests sent before the flip may rightly finish on the old colour; any request sent after
+    # the proxy confirmed it must reach the new one, keep-alive connection or not.
+    after = [r for r in records if returned_at < r.started < until and not r.failed]
+    stale = [r for r in after if r.colour != to_colour]
+    window_start = returned_at - FLIP_LOOKBACK_S
+    first_new = min((r.finished for r in records if r.colour == to_colour and r.finished >= window_start), default=None)
+    users = {r.user for r in after}
+    stale_users = {r.user for r in stale}
+    return FlipFigures(
+        label=label,
+        to_colour=to_colour,
+        returned_at=returned_at,
+        first_new_ms=round((first_new - returned_at) * 1000, 1) if first_new is not None else None,
+        stale_after_flip=len(stale),
+        users_active_after=len(users),
+        users_moved=len(users - stale_users),
+    )
+
+
+def write_csv(records: Sequence[Record], path: Path) -> None:
+    names = [f.name for f in fields(records[0])] if records else ["started"]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for record in records:
+            writer.writerow([getattr(record, n) for n in names])
