@@ -17,7 +17,7 @@ from simulator.ledger import Ledger, stack_lock
 from simulator.planner import Action, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.smoke import smoke_test
-from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
+from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
 from stacks.topology import APP_STOP_TIMEOUT_S, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
@@ -125,6 +125,8 @@ class Simulator:
 
     def deploy(self, version: str) -> DeployResult:
         """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
+        if not is_valid_version(version):
+            raise CutoverError(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
         with stack_lock(self.spec.stack):
             started = time.monotonic()
             idle = other_colour(self.live_colour())

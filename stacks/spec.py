@@ -45,6 +45,10 @@ class SpecError(ValueError):
     """A stack file is missing a key or holds a value the stack cannot use."""
 
 
+def is_valid_version(version: str) -> bool:
+    return bool(_VERSION.match(version or ""))
+
+
 def other_colour(colour: str) -> str:
     return "green" if colour == "blue" else "blue"
 
