@@ -1,0 +1,7 @@
+"""Pulumi ComponentResources that render a stack spec into Docker resources."""
+
+from components.app_pool import AppPool, AppPoolArgs
+from components.blue_green_service import BlueGreenService, BlueGreenServiceArgs
+from components.proxy import Proxy, ProxyArgs
+
+__all__ = ["AppPool", "AppPoolArgs", "BlueGreenService", "BlueGreenServiceArgs", "Proxy", "ProxyArgs"]

@@ -1,0 +1,89 @@
+"""BlueGreenService: one stack — its network, both colours' pools, the proxy and the switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+from pulumi_command import local
+
+from components.app_pool import AppPool, AppPoolArgs
+from components.images import app_image
+from components.proxy import Proxy, ProxyArgs
+from components.switch import switch_command_args
+from stacks.docker_objects import stack_network
+from stacks.spec import COLOURS, StackSpec
+from stacks.topology import stack_containers
+
+
+@dataclass(frozen=True)
+class BlueGreenServiceArgs:
+    spec: StackSpec
+
+
+class BlueGreenService(pulumi.ComponentResource):
+    live_colour: pulumi.Output[str]
+    live_url: pulumi.Output[str]
+    preview_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BlueGreenServiceArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("cutover:index:BlueGreenService", name, None, opts)
+        spec = args.spec
+        # The same list the simulator creates: every container below is one of these.
+        containers = stack_containers(spec)
+
+        net = stack_network(spec)
+        self.network = docker.Network(
+            net.name,
+            name=net.name,
+            driver=net.driver,
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in net.labels],
+            # A fixed name: the old network must go before a new one can take the name.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+
+        (proxy_spec,) = [c for c in containers if c.role == "proxy"]
+        self.proxy = Proxy(f"{name}-proxy", ProxyArgs(spec, proxy_spec, self.network), opts=pulumi.ResourceOptions(parent=self))
+
+        # One image per version, not per colour: when both colours run the same version they share
+        # the artefact instead of building (and racing on) the same tag twice.
+        versions = {colour: spec.version_of(colour) for colour in COLOURS}
+        self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
+        self.pools = {
+            colour: AppPool(
+                f"{name}-{colour}",
+                AppPoolArgs(
+                    colour=colour,
+                    version=versions[colour],
+                    containers=[c for c in containers if c.role == "app" and c.colour == colour],
+                    image=self.images[versions[colour]],
+                    network=self.network,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for colour in COLOURS
+        }
+
+        self.switch = local.Command(
+            f"{name}-switch",
+            **switch_command_args(spec, proxy_spec.name),
+            # A new proxy container starts from the colour on its state volume; re-running the
+            # switch whenever the proxy is replaced makes the configured colour authoritative.
+            triggers=[self.proxy.container_id],
+            # Pools wait until healthy (see render.py), so the switch never points at a cold colour.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *self.pools.values()]),
+        )
+
+        self.live_colour = pulumi.Output.from_input(spec.live_colour)
+        self.live_url = pulumi.Output.from_input(spec.live_url())
+        self.preview_url = pulumi.Output.from_input(spec.preview_url())
+        self.register_outputs(
+            {
+                "liveColor": self.live_colour,
+                "liveUrl": self.live_url,
+                "previewUrl": self.preview_url,
+                "switchOutput": self.switch.stdout,
+            }
+        )
