@@ -1,0 +1,140 @@
+"""The resource tree the Pulumi program declares for each stack (Pulumi mocks, no engine)."""
+
+from __future__ import annotations
+
+import pytest
+from pulumi_harness import (
+    APP_POOL,
+    COMMAND,
+    CONTAINER,
+    DOCKER_PROVIDER,
+    IMAGE,
+    NETWORK,
+    PROXY,
+    SERVICE,
+    VOLUME,
+    labels,
+    run_program,
+)
+
+from stacks.spec import COLOURS, load_stack
+
+STACKS = ("dev", "ci", "prod")
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def run(request):
+    return run_program(request.param)
+
+
+def test_one_network_one_proxy_two_pools_one_switch(run):
+    spec = load_stack(run.stack)
+    assert len(run.of_type(NETWORK)) == 1
+    assert len(run.of_type(SERVICE)) == 1
+    assert len(run.of_type(PROXY)) == 1
+    assert len(run.of_type(COMMAND)) == 1
+    assert len(run.of_type(VOLUME)) == 1
+
+    (proxy,) = run.of_type(PROXY)
+    proxy_containers = [r for r in run.children_of(proxy) if r.type == CONTAINER]
+    assert [labels(c.inputs)["cutover.role"] for c in proxy_containers] == ["proxy"]
+
+    pools = run.of_type(APP_POOL)
+    assert sorted(p.name for p in pools) == sorted(f"cutover-{colour}" for colour in COLOURS)
+    for pool in pools:
+        members = [r for r in run.children_of(pool) if r.type == CONTAINER]
+        assert len(members) == spec.pool_size, pool.name
+        colour = pool.name.removeprefix("cutover-")
+        assert {labels(m.inputs)["cutover.colour"] for m in members} == {colour}
+
+    assert len(run.of_type(CONTAINER)) == 1 + 2 * spec.pool_size
+
+
+def test_every_container_is_health_checked_restarted_and_deleted_before_replace(run):
+    for container in run.of_type(CONTAINER):
+        inputs = container.inputs
+        assert inputs["healthcheck"]["tests"], container.name
+        assert inputs["restart"] == "unless-stopped", container.name
+        # Seen by the recording monitor in the engine request itself, not inferred from our code.
+        assert container.delete_before_replace, container.name
+        # `up` must wait for health, and a destroy must stop gracefully rather than SIGKILL.
+        assert inputs["wait"] is True, container.name
+        assert inputs["destroyGraceSeconds"] == inputs["stopTimeout"], container.name
+
+
+def test_fixed_name_network_and_volume_are_deleted_before_replace(run):
+    for resource in run.of_type(NETWORK) + run.of_type(VOLUME):
+        assert resource.delete_before_replace, resource.name
+
+
+def test_every_docker_resource_uses_the_stack_docker_host(run):
+    (provider,) = run.of_type(DOCKER_PROVIDER)
+    assert provider.inputs["host"] == run.config["docker:host"]
+    docker_resources = [r for r in run.resources if r.custom and r.type.startswith("docker:")]
+    assert docker_resources
+    for resource in docker_resources:
+        assert resource.provider.startswith(provider.urn + "::"), resource.name
+
+
+def test_components_parent_their_children(run):
+    (service,) = run.of_type(SERVICE)
+    for component in run.of_type(PROXY) + run.of_type(APP_POOL):
+        assert component.parent == service.urn, component.name
+    for container in run.of_type(CONTAINER):
+        assert container.parent in {r.urn for r in run.of_type(PROXY) + run.of_type(APP_POOL)}, container.name
+    (switch,) = run.of_type(COMMAND)
+    assert switch.parent == service.urn
+
+
+def test_images_are_built_locally_never_pushed(run):
+    spec = load_stack(run.stack)
+    images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
+    expected = {"cutover-proxy:1"} | {f"{spec.app_image}:{spec.version_of(c)}" for c in COLOURS}
+    assert set(images) == expected
+    for name, inputs in images.items():
+        assert inputs["skipPush"] is True, name
+        assert inputs["build"]["args"]["BASE_IMAGE"] == spec.base_image, name
+    for colour in COLOURS:
+        version = spec.version_of(colour)
+        app = images[f"{spec.app_image}:{version}"]
+        assert app["build"]["args"]["APP_VERSION"] == version
+        assert app["build"]["context"] == "."
+        assert app["build"]["dockerfile"] == "images/app/Dockerfile"
+    assert images["cutover-proxy:1"]["build"]["context"] == "images/proxy"
+
+
+def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
+    spec = load_stack(run.stack)
+    (switch,) = run.of_type(COMMAND)
+    proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
+    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch "$LIVE_COLOR"'
+    assert switch.inputs["environment"] == {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host}
+    # Re-run whenever the proxy container is replaced (the mock id is "<name>-id").
+    assert switch.inputs["triggers"] == [f"{proxy.name}-id"]
+    waits_for = set(switch.dependencies)
+    for container in run.of_type(CONTAINER):
+        assert container.urn in waits_for, container.name
+
+
+def test_outputs_a_user_needs(run):
+    spec = load_stack(run.stack)
+    out = run.outputs
+    assert out["live_colour"] == spec.live_colour
+    assert out["live_url"] == spec.live_url()
+    assert out["preview_url"] == spec.preview_url()
+    assert out["switch_output"] == f"live={spec.live_colour}"
+    assert out["proxy_container_name"] == f"cutover-{run.stack}-proxy"
+    for colour in COLOURS:
+        image = f"{spec.app_image}:{spec.version_of(colour)}"
+        assert out[f"{colour}_version"] == spec.version_of(colour)
+        assert out[f"{colour}_image"] == image
+        assert out[f"{colour}_image_digest"] == f"sha256:mock-{image}"
+        assert out[f"{colour}_container_names"] == [f"cutover-{run.stack}-{colour}-{i}" for i in range(1, spec.pool_size + 1)]
+
+
+def test_one_app_image_per_distinct_version():
+    shared = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.0.0"})
+    assert [r.name for r in shared.of_type(IMAGE) if r.name != "proxy-image"] == ["app-image-1.0.0"]
+    split = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.1.0"})
+    assert sorted(r.name for r in split.of_type(IMAGE) if r.name != "proxy-image") == ["app-image-1.0.0", "app-image-1.1.0"]
+    assert split.outputs["green_image"] == "cutover-app:1.1.0"
