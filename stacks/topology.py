@@ -22,6 +22,14 @@ from stacks.spec import COLOURS, PROJECT, StackSpec
 
 APP_PORT = 8000
 PROXY_IMAGE = "cutover-proxy:1"
+DATABASE_IMAGE = "cutover-postgres:15"
+DATABASE_HOSTNAME = "db"
+DATABASE_NAME = "cutover"
+DATABASE_USER = "cutover"
+DATABASE_DATA_DIR = "/var/lib/postgresql/data"
+# Secrets are named here and filled in by each executor from its own store (a 0600 file for the
+# simulator, pulumi-random as a Pulumi secret), so no secret value is ever part of the topology.
+DB_PASSWORD_SECRET = "db-password"
 RESTART_POLICY = "unless-stopped"
 # Longer than gunicorn's graceful timeout, so Docker never kills a request that is still finishing.
 APP_STOP_TIMEOUT_S = 40
@@ -60,13 +68,16 @@ class ContainerSpec:
     """One container, described the same way for Pulumi and for the simulator."""
 
     name: str
-    role: str  # "proxy" or "app"
+    role: str  # "proxy", "app" or "database"
     image: str
     network: str
     hostname: str
     colour: str | None = None
     version: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    # (environment variable, secret name): the value comes from the executor's secret store.
+    secret_env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     healthcheck: HealthcheckSpec | None = None
     uploads: tuple[UploadSpec, ...] = ()
@@ -90,6 +101,18 @@ def network_name(spec: StackSpec) -> str:
 
 def proxy_state_volume(spec: StackSpec) -> str:
     return f"{PROJECT}-{spec.stack}-proxy-state"
+
+
+def database_volume(spec: StackSpec) -> str:
+    return f"{PROJECT}-{spec.stack}-db-data"
+
+
+def database_container_name(spec: StackSpec) -> str:
+    return f"{PROJECT}-{spec.stack}-db"
+
+
+def migration_container_name(spec: StackSpec) -> str:
+    return f"{PROJECT}-{spec.stack}-migrate"
 
 
 def proxy_container_name(spec: StackSpec) -> str:
@@ -139,6 +162,51 @@ def proxy_container(spec: StackSpec) -> ContainerSpec:
     )
 
 
+def database_container(spec: StackSpec) -> ContainerSpec:
+    """PostgreSQL, shared by both colours; reachable only on the stack's network, never published."""
+    return ContainerSpec(
+        name=database_container_name(spec),
+        role="database",
+        image=DATABASE_IMAGE,
+        network=network_name(spec),
+        hostname=DATABASE_HOSTNAME,
+        env=(("POSTGRES_DB", DATABASE_NAME), ("POSTGRES_USER", DATABASE_USER)),
+        secret_env=(("POSTGRES_PASSWORD", DB_PASSWORD_SECRET),),
+        healthcheck=HealthcheckSpec(
+            test=("CMD", "pg_isready", "--host", "127.0.0.1", "--username", DATABASE_USER, "--dbname", DATABASE_NAME),
+            interval_s=2,
+            timeout_s=3,
+            retries=5,
+            start_period_s=10,
+        ),
+        volumes=(VolumeMountSpec(database_volume(spec), DATABASE_DATA_DIR),),
+        # A clean shutdown (checkpoint) rather than crash recovery on the next start.
+        stop_timeout_s=60,
+        labels=_labels(spec, "database"),
+    )
+
+
+def _database_client_env() -> tuple[tuple[str, str], ...]:
+    return (("DATABASE_HOST", DATABASE_HOSTNAME), ("DATABASE_NAME", DATABASE_NAME), ("DATABASE_USER", DATABASE_USER))
+
+
+def migration_container(spec: StackSpec, version: str, step: str) -> ContainerSpec:
+    """A one-shot run of ``version``'s artefact that applies its ``step`` (expand or contract) migrations."""
+    return ContainerSpec(
+        name=migration_container_name(spec),
+        role="migration",
+        image=app_image_ref(spec, version),
+        network=network_name(spec),
+        hostname="migrate",
+        version=version,
+        env=_database_client_env(),
+        secret_env=(("DATABASE_PASSWORD", DB_PASSWORD_SECRET),),
+        command=("python3", "-m", "migrate", step),
+        restart="no",
+        labels=_labels(spec, "migration", version=version),
+    )
+
+
 def app_container_names(spec: StackSpec) -> dict[str, list[str]]:
     return {c: [app_container_name(spec, c, i) for i in range(1, spec.pool_size + 1)] for c in COLOURS}
 
@@ -154,7 +222,8 @@ def app_container(spec: StackSpec, colour: str, index: int, version: str) -> Con
         hostname=name,
         colour=colour,
         version=version,
-        env=(("APP_COLOUR", colour), ("APP_INSTANCE", name), ("APP_PORT", str(APP_PORT))),
+        env=(("APP_COLOUR", colour), ("APP_INSTANCE", name), ("APP_PORT", str(APP_PORT)), *_database_client_env()),
+        secret_env=(("DATABASE_PASSWORD", DB_PASSWORD_SECRET),),
         healthcheck=HealthcheckSpec(
             test=("CMD", "/usr/local/bin/app-healthcheck", spec.health_path),
             interval_s=interval_s,
@@ -174,7 +243,7 @@ def pool_containers(spec: StackSpec, colour: str, version: str) -> list[Containe
 def stack_containers(spec: StackSpec, versions: dict[str, str] | None = None) -> list[ContainerSpec]:
     """Every container of the stack; ``versions`` overrides each colour's version from the spec."""
     versions = versions or {c: spec.version_of(c) for c in COLOURS}
-    containers = [proxy_container(spec)]
+    containers = [database_container(spec), proxy_container(spec)]
     for colour in COLOURS:
         containers.extend(pool_containers(spec, colour, versions[colour]))
     return containers
