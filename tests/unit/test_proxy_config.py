@@ -1,0 +1,188 @@
+"""HAProxy's rendered config, and the proxy container that carries it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from stacks.proxy_config import (
+    ADMIN_SOCKET,
+    COLOUR_MAP,
+    COLOUR_MAP_DIR,
+    HAPROXY_CONFIG_PATH,
+    LIVE_CONTAINER_PORT,
+    PREVIEW_CONTAINER_PORT,
+    render_haproxy_config,
+)
+from stacks.spec import COLOURS, load_stack
+from stacks.topology import APP_PORT, app_container_name, app_container_names, proxy_container
+
+STACKS = ("dev", "ci", "prod")
+ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "proxy" / "proxy-entrypoint"
+
+
+def sections(config: str) -> dict[str, list[list[str]]]:
+    """{"global": [...], "frontend live": [...], "backend blue": [...]}: each section's lines as tokens."""
+    parsed: dict[str, list[list[str]]] = {}
+    current = None
+    for raw in config.splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not raw[0].isspace():
+            current = " ".join(line.split()[:2])
+            assert current not in parsed, f"section {current!r} appears twice"
+            parsed[current] = []
+        else:
+            assert current is not None, f"directive outside a section: {raw!r}"
+            parsed[current].append(line.split())
+    return parsed
+
+
+def directives(section: list[list[str]], keyword: str) -> list[list[str]]:
+    return [tokens for tokens in section if tokens[0] == keyword]
+
+
+def rendered(spec) -> dict[str, list[list[str]]]:
+    return sections(render_haproxy_config(spec, app_container_names(spec), APP_PORT))
+
+
+@pytest.fixture(params=STACKS)
+def spec(request):
+    return load_stack(request.param)
+
+
+# -- backends and servers ------------------------------------------------------------------------
+
+
+def test_both_backends_with_pool_size_servers_each(spec):
+    config = rendered(spec)
+    assert {name for name in config if name.startswith("backend ")} == {f"backend {c}" for c in COLOURS}
+    for colour in COLOURS:
+        servers = directives(config[f"backend {colour}"], "server")
+        assert len(servers) == spec.pool_size
+        assert [s[1] for s in servers] == [f"{colour}-{i}" for i in range(1, spec.pool_size + 1)]
+        assert [s[2] for s in servers] == [f"{app_container_name(spec, colour, i)}:{APP_PORT}" for i in range(1, spec.pool_size + 1)]
+
+
+@pytest.mark.parametrize("pool_size", [1, 5, 20])
+def test_server_count_follows_the_pool_size(pool_size):
+    spec = replace(load_stack("ci"), pool_size=pool_size)
+    config = rendered(spec)
+    for colour in COLOURS:
+        assert len(directives(config[f"backend {colour}"], "server")) == pool_size
+
+
+def test_every_server_is_health_checked(spec):
+    config = rendered(spec)
+    defaults = directives(config["defaults"], "default-server")
+    assert len(defaults) <= 1
+    inherited = defaults[0][1:] if defaults else []
+    assert "no-check" not in inherited
+    for colour in COLOURS:
+        backend = config[f"backend {colour}"]
+        assert ["option", "httpchk", "GET", spec.health_path] in backend
+        assert ["http-check", "expect", "status", "200"] in backend
+        for server in directives(backend, "server"):
+            options = inherited + server[3:]
+            assert "check" in options and "no-check" not in server[3:], f"{server[1]} is not health-checked"
+            # The check runs at the spec's interval (from default-server unless the server overrides it).
+            last_inter = max(i for i, token in enumerate(options) if token == "inter")
+            assert options[last_inter + 1] == f"{spec.health_interval_ms}ms"
+
+
+# -- frontends and the admin socket --------------------------------------------------------------
+
+
+def test_only_the_live_and_preview_frontends_bind_ports(spec):
+    config = rendered(spec)
+    binds = {name: directives(lines, "bind") for name, lines in config.items() if directives(lines, "bind")}
+    assert binds == {
+        "frontend live": [["bind", f":{LIVE_CONTAINER_PORT}"]],
+        "frontend preview": [["bind", f":{PREVIEW_CONTAINER_PORT}"]],
+    }
+    assert not any(name.startswith("listen ") for name in config)
+
+
+def test_admin_socket_is_a_unix_socket_never_a_tcp_port(spec):
+    config = rendered(spec)
+    sockets = directives(config["global"], "stats")
+    sockets = [s for s in sockets if s[1] == "socket"]
+    assert len(sockets) == 1
+    address = sockets[0][2]
+    assert address == ADMIN_SOCKET
+    assert address.startswith("/") and not re.search(r"^(ipv4@|ipv6@|tcp|abns@|fd@)|:\d+$", address)
+    assert sockets[0][3:5] == ["mode", "600"]
+    # No HTTP stats page anywhere, which would expose the same data on a port.
+    for lines in config.values():
+        assert not any(tokens[:2] in (["stats", "enable"], ["stats", "uri"]) for tokens in lines)
+
+
+def test_admin_socket_is_not_published(spec):
+    proxy = proxy_container(spec)
+    assert sorted(p.internal for p in proxy.ports) == [LIVE_CONTAINER_PORT, PREVIEW_CONTAINER_PORT]
+    assert {p.external for p in proxy.ports} == {spec.live_port, spec.preview_port}
+    assert {p.ip for p in proxy.ports} == {spec.bind_address}
+
+
+def test_frontends_route_by_the_colour_map(spec):
+    config = rendered(spec)
+    for frontend, key in (("frontend live", "live"), ("frontend preview", "preview")):
+        (rule,) = directives(config[frontend], "use_backend")
+        match = re.fullmatch(rf"%\[str\({key}\),map\({re.escape(COLOUR_MAP)},(\w+)\)\]", rule[1])
+        assert match, rule
+        assert match.group(1) in COLOURS
+    assert COLOUR_MAP.startswith(COLOUR_MAP_DIR + "/")
+
+
+def test_map_fallbacks_match_the_map_the_proxy_image_seeds():
+    """When the map has no entry the fallback applies; it must say what a fresh proxy's map says."""
+    seeded = dict(re.findall(r"(live|preview) (blue|green)", ENTRYPOINT.read_text()))
+    config = rendered(load_stack("ci"))
+    fallbacks = {}
+    for frontend, key in (("frontend live", "live"), ("frontend preview", "preview")):
+        (rule,) = directives(config[frontend], "use_backend")
+        fallbacks[key] = re.search(r",(\w+)\)\]$", rule[1]).group(1)
+    assert fallbacks == seeded
+    assert fallbacks["live"] != fallbacks["preview"]
+
+
+def test_posts_are_never_retried_at_layer_7(spec):
+    config = rendered(spec)
+    for frontend in ("frontend live", "frontend preview"):
+        assert ["http-request", "disable-l7-retry", "if", "METH_POST"] in config[frontend]
+
+
+# -- switching must never replace the proxy ------------------------------------------------------
+
+
+def test_live_colour_is_not_an_input_of_the_proxy_container(spec):
+    """`pulumi config set liveColor green` must not change the proxy container (or pulumi-docker replaces it)."""
+    blue = proxy_container(replace(spec, live_colour="blue"))
+    green = proxy_container(replace(spec, live_colour="green"))
+    assert asdict(blue) == asdict(green), "the proxy container's inputs depend on the live colour"
+    assert blue.fingerprint() == green.fingerprint()
+
+
+def test_live_colour_is_not_in_the_rendered_config(spec):
+    blue = render_haproxy_config(replace(spec, live_colour="blue"), app_container_names(spec))
+    green = render_haproxy_config(replace(spec, live_colour="green"), app_container_names(spec))
+    assert blue == green
+
+
+def test_deploying_a_version_does_not_change_the_proxy(spec):
+    """A deploy changes a colour's version; the proxy finds servers by name, so it stays as it is."""
+    before = proxy_container(spec)
+    after = proxy_container(replace(spec, blue_version="9.9.9", green_version="8.8.8", drain_seconds=1))
+    assert before.fingerprint() == after.fingerprint()
+
+
+def test_the_proxy_carries_this_config(spec):
+    proxy = proxy_container(spec)
+    (upload,) = proxy.uploads
+    assert upload.path == HAPROXY_CONFIG_PATH
+    assert upload.content == render_haproxy_config(spec, app_container_names(spec))
+    assert [v.container_path for v in proxy.volumes] == [COLOUR_MAP_DIR]
