@@ -8,13 +8,54 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from urllib.parse import parse_qs
+
+import psycopg2
+import psycopg2.pool
+
+from db_settings import connection_kwargs
 
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
 COLOUR = os.environ.get("APP_COLOUR", "none")
 INSTANCE = os.environ.get("APP_INSTANCE", os.uname().nodename)
 MAX_SLOW_MS = 30_000
+MAX_BODY_BYTES = 64 * 1024
+# Release 2 fills items.body_length (added by the expand migration 0002); release 1 never knew it.
+RELEASE = int(VERSION.split(".", 1)[0]) if VERSION.split(".", 1)[0].isdigit() else 0
+WRITES_BODY_LENGTH = RELEASE >= 2
+
+_pool: psycopg2.pool.ThreadedConnectionPool | None = None
+_pool_lock = threading.Lock()
+
+
+def _connections() -> psycopg2.pool.ThreadedConnectionPool:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = psycopg2.pool.ThreadedConnectionPool(1, 16, **connection_kwargs())
+        return _pool
+
+
+def _query(sql: str, params: tuple = ()) -> list[tuple]:
+    """Run one statement on a pooled connection; a write returns only after COMMIT succeeded."""
+    pool = _connections()
+    conn = pool.getconn()
+    broken = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
+    except psycopg2.Error:
+        broken = conn.closed != 0
+        if not broken:
+            conn.rollback()
+        raise
+    finally:
+        pool.putconn(conn, close=broken)
 
 
 def _respond(start_response, status: str, body: dict) -> list[bytes]:
@@ -36,6 +77,12 @@ def _respond(start_response, status: str, body: dict) -> list[bytes]:
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     method = environ.get("REQUEST_METHOD", "GET")
+    if path == "/items" or path.startswith("/items/"):
+        try:
+            return _items(environ, start_response, method, path)
+        except psycopg2.Error as exc:
+            # The request did not commit: a 503 the client may retry, never a false 201.
+            return _respond(start_response, "503 Service Unavailable", {"error": f"database: {exc.__class__.__name__}"})
     if method not in ("GET", "HEAD"):
         return _respond(start_response, "405 Method Not Allowed", {"error": f"{method} is not allowed on {path}"})
     if path == "/healthz":
@@ -53,3 +100,47 @@ def application(environ, start_response):
         time.sleep(ms / 1000)
         return _respond(start_response, "200 OK", {"version": VERSION, "colour": COLOUR, "instance": INSTANCE, "slept_ms": ms})
     return _respond(start_response, "404 Not Found", {"error": f"no route for {path}"})
+
+
+def _item(row: tuple) -> dict:
+    item = {"id": row[0], "body": row[1]}
+    if WRITES_BODY_LENGTH:
+        item["body_length"] = row[2]
+    return item
+
+
+def _items(environ, start_response, method: str, path: str):
+    columns = "id, body, body_length" if WRITES_BODY_LENGTH else "id, body"
+    if path == "/items" and method == "POST":
+        try:
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            if size > MAX_BODY_BYTES:
+                raise ValueError
+            body = json.loads(environ["wsgi.input"].read(size) or b"{}").get("body")
+        except (ValueError, AttributeError):
+            return _respond(start_response, "400 Bad Request", {"error": "send JSON {\"body\": \"text\"} of at most 64 KiB"})
+        if not isinstance(body, str):
+            return _respond(start_response, "400 Bad Request", {"error": "body must be a string"})
+        if WRITES_BODY_LENGTH:
+            rows = _query("INSERT INTO items (body, body_length) VALUES (%s, %s) RETURNING id", (body, len(body)))
+        else:
+            rows = _query("INSERT INTO items (body) VALUES (%s) RETURNING id", (body,))
+        return _respond(start_response, "201 Created", {"id": rows[0][0]})
+    if method not in ("GET", "HEAD"):
+        return _respond(start_response, "405 Method Not Allowed", {"error": f"{method} is not allowed on {path}"})
+    if path == "/items":
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        try:
+            after = int(query.get("after", ["0"])[0])
+            limit = min(int(query.get("limit", ["100"])[0]), 1000)
+        except ValueError:
+            return _respond(start_response, "400 Bad Request", {"error": "after and limit must be whole numbers"})
+        rows = _query(f"SELECT {columns} FROM items WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
+        return _respond(start_response, "200 OK", {"items": [_item(r) for r in rows]})
+    item_id = path[len("/items/") :]
+    if not item_id.isdigit():
+        return _respond(start_response, "404 Not Found", {"error": f"no item {item_id!r}"})
+    rows = _query(f"SELECT {columns} FROM items WHERE id = %s", (int(item_id),))
+    if not rows:
+        return _respond(start_response, "404 Not Found", {"error": f"no item {item_id}"})
+    return _respond(start_response, "200 OK", _item(rows[0]))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import click
+import docker.errors
 from rich.console import Console
 from rich.table import Table
 
@@ -42,6 +43,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (CutoverError, SpecError) as exc:
             _fail(str(exc))
+        except docker.errors.APIError as exc:
+            # The engine refused something we asked for: say what, without a traceback.
+            _fail(f"the Docker engine refused: {exc.explanation or exc}")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,6 +97,15 @@ def _print_switch(stack: str, result) -> None:
         f"stack {stack}: live is now [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); "
         f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}"
     )
+
+
+@main.command()
+@stack_option
+def finalize(stack: str) -> None:
+    """Give up rollback: retire the old colour if it needs the old schema, run contract migrations."""
+    result = _simulator(stack).finalize()
+    retired = f"retired {', '.join(result.retired)}; " if result.retired else ""
+    console.print(f"stack {stack}: {retired}contract migrations applied for {result.version}: {', '.join(result.applied)}; rollback to the old schema is no longer possible")
 
 
 @main.command()

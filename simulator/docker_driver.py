@@ -13,8 +13,9 @@ import docker.errors
 
 from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
+from stacks.docker_objects import stack_labels, stack_network
 from stacks.spec import PROJECT, StackSpec
-from stacks.topology import ContainerSpec, network_name, proxy_state_volume
+from stacks.topology import ContainerSpec, network_name
 
 SECOND_NS = 1_000_000_000
 
@@ -33,9 +34,10 @@ def connect() -> docker.DockerClient:
 
 
 class DockerDriver:
-    def __init__(self, client: docker.DockerClient, spec: StackSpec) -> None:
+    def __init__(self, client: docker.DockerClient, spec: StackSpec, secrets: Callable[[str], str]) -> None:
         self.client = client
         self.spec = spec
+        self._secret = secrets
 
     # -- observing ----------------------------------------------------------------------------
 
@@ -78,9 +80,10 @@ class DockerDriver:
 
     def apply(self, action: Action) -> None:
         if action.kind == "create-network":
-            self.client.networks.create(action.target, driver="bridge", labels=self._labels())
+            network = stack_network(self.spec)
+            self.client.networks.create(network.name, driver=network.driver, labels=dict(network.labels))
         elif action.kind == "create-volume":
-            self.client.volumes.create(action.target, labels=self._labels())
+            self.client.volumes.create(action.target, labels=dict(stack_labels(self.spec)))
         elif action.kind == "create":
             self.create(action.container)
         elif action.kind == "replace":
@@ -93,7 +96,7 @@ class DockerDriver:
         else:  # a planner bug, not a user error
             raise ValueError(f"unknown action kind {action.kind!r}")
 
-    def create(self, spec: ContainerSpec) -> None:
+    def create(self, spec: ContainerSpec, start: bool = True):
         """Create, upload files into, and start one container exactly as the spec describes it."""
         api = self.client.api
         host_config = api.create_host_config(
@@ -107,7 +110,8 @@ class DockerDriver:
             image=spec.image,
             name=spec.name,
             hostname=spec.hostname,
-            environment=dict(spec.env),
+            environment={**dict(spec.env), **{var: self._secret(name) for var, name in spec.secret_env}},
+            command=list(spec.command) or None,
             labels=spec.labels_with_fingerprint(),
             ports=[p.internal for p in spec.ports],
             host_config=host_config,
@@ -126,7 +130,22 @@ class DockerDriver:
         container = self.client.containers.get(created["Id"])
         for upload in spec.uploads:
             container.put_archive(os.path.dirname(upload.path), _tar_one_file(os.path.basename(upload.path), upload.content))
-        container.start()
+        if start:
+            container.start()
+        return container
+
+    def run_once(self, spec: ContainerSpec, timeout_s: float = 300) -> tuple[int, str, str]:
+        """Run a one-shot container to completion; return (exit code, stdout, stderr). Always removed."""
+        self.remove(spec.name)
+        container = self.create(spec, start=False)
+        try:
+            container.start()
+            exit_code = container.wait(timeout=timeout_s)["StatusCode"]
+            stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+            stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+            return exit_code, stdout, stderr
+        finally:
+            container.remove(force=True)
 
     def remove(self, name: str) -> None:
         """Stop gracefully (SIGTERM, the container's own stop timeout) and remove."""
@@ -157,12 +176,6 @@ class DockerDriver:
             lambda: "containers not healthy after {:.0f}s: ".format(deadline_s)
             + ", ".join(f"{n} ({self.health(n)})" for n in names if self.health(n) != "healthy"),
         )
-
-    def _labels(self) -> dict[str, str]:
-        return {"cutover.project": PROJECT, "cutover.stack": self.spec.stack}
-
-    def volume_name(self) -> str:
-        return proxy_state_volume(self.spec)
 
 
 def wait_until(condition: Callable[[], bool], deadline_s: float, failure: Callable[[], str], interval_s: float = 0.2) -> None:

@@ -1,7 +1,10 @@
-"""Building the stack's images on the local engine: the root base image, the proxy, the app artefacts.
+"""Building the stack's images on the local engine: the root base image, the proxy, the database,
+the app artefacts.
 
-Builds always run (Docker's layer cache makes an unchanged build take a second or two), so an
-image tag never lags behind the source it was built from.
+Images we build from this repository are rebuilt on every use (Docker's layer cache makes an
+unchanged build take a second or two), so a tag never lags behind the source. An app image that
+exists but was *not* built by us (its ``cutover.built-from`` label is not ``source``: built by CI and loaded, say) is
+a finished artefact and is deployed exactly as it is.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import docker.errors
 
 from simulator.errors import CutoverError
 from stacks.spec import StackSpec
-from stacks.topology import PROXY_IMAGE, app_image_ref
+from stacks.topology import DATABASE_IMAGE, PROXY_IMAGE, app_image_ref
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_IMAGE = "cutover/base:bookworm"
+BUILT_FROM_LABEL = "cutover.built-from"
 
 
 class ImageBuilder:
@@ -48,10 +52,21 @@ class ImageBuilder:
         self._build(REPO_ROOT / "images/proxy", "Dockerfile", PROXY_IMAGE, {})
         return PROXY_IMAGE
 
-    def ensure_app(self, version: str) -> str:
-        """Build the artefact for ``version``: the same source, the version baked in as a build arg."""
+    def ensure_database(self) -> str:
         self.ensure_base()
+        self._build(REPO_ROOT / "images/postgres", "Dockerfile", DATABASE_IMAGE, {})
+        return DATABASE_IMAGE
+
+    def ensure_app(self, version: str) -> str:
+        """The artefact for ``version``: this source with the version baked in, or a prebuilt image."""
         tag = app_image_ref(self.spec, version)
+        try:
+            if (self.client.images.get(tag).labels or {}).get(BUILT_FROM_LABEL) != "source":
+                self.say(f"using prebuilt artefact {tag}")
+                return tag
+        except docker.errors.ImageNotFound:
+            pass
+        self.ensure_base()
         self._build(REPO_ROOT, "images/app/Dockerfile", tag, {"APP_VERSION": version})
         return tag
 
@@ -72,6 +87,7 @@ class ImageBuilder:
             buildargs={"BASE_IMAGE": self.spec.base_image, **args},
             rm=True,
             forcerm=True,
+            labels={BUILT_FROM_LABEL: "source"},
             decode=True,
         )
         for chunk in stream:

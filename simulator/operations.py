@@ -16,9 +16,11 @@ from simulator.images import ImageBuilder
 from simulator.ledger import Ledger, stack_lock
 from simulator.planner import Action, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
-from simulator.smoke import smoke_test
+from simulator.schema import Schema
+from simulator.secrets_store import SecretStore
+from simulator.smoke import smoke_test, smoke_write_read
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
-from stacks.topology import APP_STOP_TIMEOUT_S, proxy_container_name
+from stacks.topology import APP_STOP_TIMEOUT_S, database_container_name, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
 
@@ -59,7 +61,15 @@ class DeployResult:
     image: str
     replaced: list[str] = field(default_factory=list)
     smoke_instances: list[str] = field(default_factory=list)
+    migrations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+
+@dataclass
+class FinalizeResult:
+    version: str
+    applied: list[str]
+    retired: list[str]
 
 
 class Simulator:
@@ -67,8 +77,10 @@ class Simulator:
         self.spec = spec
         self.say = say
         self.client = connect()
-        self.driver = DockerDriver(self.client, spec)
+        self.secrets = SecretStore(spec.stack)
+        self.driver = DockerDriver(self.client, spec, self.secrets.get)
         self.images = ImageBuilder(self.client, spec, say)
+        self.schema = Schema(self.driver)
         self.ledger = Ledger(spec.stack)
 
     @classmethod
@@ -110,13 +122,29 @@ class Simulator:
             if not actions:
                 return []
             self.images.ensure_proxy()
-            for version in {a.container.image.rsplit(":", 1)[1] for a in actions if a.container and a.container.role == "app"}:
+            self.images.ensure_database()
+            versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
+            for version in versions:
                 self.images.ensure_app(version)
-            for action in actions:
+            # The database first, then each version's expand migrations, then the apps: no app
+            # container ever starts on a schema older than the one it needs.
+            first = [a for a in actions if a.container is None or a.container.role == "database"]
+            for action in first:
                 self.say(action.describe())
                 self.driver.apply(action)
+            self.driver.wait_healthy([database_container_name(self.spec)], HEALTHY_DEADLINE_S)
+            for version in versions:
+                applied = self.schema.migrate(version, "expand")["applied"]
+                if applied:
+                    self.say(f"expand migrations for {version}: {', '.join(applied)}")
+            for action in actions:
+                if action not in first:
+                    self.say(action.describe())
+                    self.driver.apply(action)
             touched = [a.target for a in actions if a.container]
             self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
+            for colour in COLOURS:
+                self._wait_servers_up(self.proxy, colour)
             if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
                 # A brand-new proxy starts from its seeded map; make the spec's colour live.
                 self.proxy.switch_to(self.spec.live_colour)
@@ -141,6 +169,7 @@ class Simulator:
 
     def _deploy_idle(self, idle: str, version: str) -> DeployResult:
         image = self.images.ensure_app(version)
+        applied = self._expand_schema(version)
         proxy = self.proxy
         self._drain(proxy, idle)
         actions = plan_deploy(self.spec, self.driver.observe(), idle, version)
@@ -156,8 +185,39 @@ class Simulator:
             proxy.set_server_state(idle, server, "ready")
         self._wait_servers_up(proxy, idle)
         instances = smoke_test(self.spec.preview_url(), idle, version, self.spec.health_path, rounds=2 * self.spec.pool_size)
+        smoke_write_read(self.spec.preview_url(), f"{idle} {version}")
         self.say(f"smoke tests passed on {self.spec.preview_url()} ({', '.join(instances)})")
-        return DeployResult(idle, version, image, [a.target for a in actions], instances)
+        return DeployResult(idle, version, image, [a.target for a in actions], instances, applied)
+
+    def _expand_schema(self, version: str) -> list[str]:
+        """The schema gates of a deploy, all before the idle colour is touched.
+
+        The new version must run on the current schema; its pending expand migrations must pass
+        the lint gate; they run all-or-nothing; then the *live* version must still work on the
+        migrated schema (its write/read smoke test through the live port).
+        """
+        release = self.schema.release(version)
+        current = self.schema.current()
+        if not release.runs_on(current):
+            raise CutoverError(
+                f"version {version} cannot run on the database: it works up to revision {release.works_until}, "
+                f"but the schema is at {current} (a later release was finalized)."
+            )
+        pending = release.pending(current, release.needs)
+        if not pending:
+            return []
+        violations = self.schema.lint(version, pending)
+        if violations:
+            raise CutoverError(
+                f"deploy of {version} blocked by the migration lint gate, nothing was applied: " + "; ".join(v.describe() for v in violations)
+            )
+        applied = self.schema.migrate(version, "expand")["applied"]
+        self.say(f"expand migrations applied: {', '.join(applied)}")
+        live = self.status()
+        live_version = live.pools[live.live].version if live.live else None
+        smoke_write_read(self.spec.live_url(), f"live {live_version} on schema {applied[-1]}")
+        self.say(f"live version {live_version} still reads and writes on the migrated schema")
+        return applied
 
     def switch(self, action: str = "switch") -> SwitchResult:
         """Preflight the idle colour, flip the live colour atomically, then let the old one drain."""
@@ -193,6 +253,36 @@ class Simulator:
         """The same flip in reverse: the previous colour is still running, so it is instant."""
         return self.switch(action="rollback")
 
+    def finalize(self) -> FinalizeResult:
+        """Give up rollback: retire the idle colour if it needs the old schema, then contract.
+
+        After this, a switch or deploy to a version that needs the old schema is refused.
+        """
+        with stack_lock(self.spec.stack):
+            status = self.status()
+            live_version = status.pools[status.live].version
+            idle = other_colour(status.live)
+            release = self.schema.release(live_version)
+            pending = release.pending(self.schema.current(), release.finalize_to)
+            if not pending:
+                raise CutoverError(f"nothing to finalize: the schema is already at {release.finalize_to}, as {live_version} wants.")
+            retired = []
+            idle_version = status.pools[idle].version
+            if status.pools[idle].total and (idle_version is None or not self.schema.release(idle_version).runs_on(release.finalize_to)):
+                self._drain(self.proxy, idle)
+                for member in self.driver.observe().pool(idle):
+                    self.driver.remove(member.name)
+                    retired.append(member.name)
+                self.say(f"retired {idle} ({idle_version}): it cannot run on the contracted schema")
+            try:
+                applied = self.schema.migrate(live_version, "contract")["applied"]
+            except CutoverError as exc:
+                self.ledger.record("finalize", "failed", version=live_version, retired=retired, error=str(exc))
+                raise
+            result = FinalizeResult(live_version, applied, retired)
+            self.ledger.record("finalize", "ok", **asdict(result))
+            return result
+
     def down(self, with_volumes: bool = False) -> list[str]:
         with stack_lock(self.spec.stack):
             removed = []
@@ -200,6 +290,9 @@ class Simulator:
                 self.driver.remove(container.name)
                 removed.append(f"container {container.name}")
             removed += self.driver.remove_network_and_volumes(with_volumes)
+            if with_volumes:
+                # The database volume is gone, so is the password it was created with.
+                self.secrets.forget_all()
             self.ledger.record("down", "ok", removed=removed)
             return removed
 
@@ -208,11 +301,21 @@ class Simulator:
     def _preflight(self, proxy: ProxyAPI, target: str, status: StackStatus) -> None:
         pool = status.pools[target]
         if pool.total == 0:
-            raise PreflightRefused(f"refusing to switch to {target}: it has no containers.")
+            raise PreflightRefused(
+                f"refusing to switch to {target}: it has no containers (retired by 'cutover finalize'?); deploy a version to it first."
+            )
         if pool.healthy < pool.total:
             raise PreflightRefused(
                 f"refusing to switch to {target}: only {pool.healthy} of {pool.total} containers are healthy in Docker; live colour unchanged."
             )
+        if pool.version:
+            current = self.schema.current()
+            release = self.schema.release(pool.version)
+            if not release.runs_on(current):
+                raise PreflightRefused(
+                    f"refusing to switch to {target}: it runs {pool.version}, which works up to schema revision "
+                    f"{release.works_until}, but the database is at {current} since 'cutover finalize'; live colour unchanged."
+                )
         down = [f"{s.server} is {s.status} ({s.check})" for s in proxy.servers(target) if not s.up]
         if down:
             raise PreflightRefused(f"refusing to switch to {target}: HAProxy reports {'; '.join(down)}; live colour unchanged.")

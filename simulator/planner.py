@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stacks.spec import COLOURS, StackSpec
-from stacks.topology import ContainerSpec, network_name, pool_containers, proxy_state_volume, stack_containers
+from stacks.docker_objects import stack_volumes
+from stacks.spec import COLOURS, StackSpec, other_colour
+from stacks.topology import ContainerSpec, network_name, pool_containers, stack_containers
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,11 @@ class Action:
 
 
 def current_versions(spec: StackSpec, observed: Observed) -> dict[str, str]:
-    """Each colour keeps the version it runs now; a colour not yet running starts at the spec's."""
-    return {c: observed.pool_version(c) or spec.version_of(c) for c in COLOURS}
+    """Each colour keeps the version it runs now. A colour with no containers (a new stack, or one
+    retired by finalize) starts at its partner's version if that one runs, else at the spec's:
+    after a finalize the spec's old version may no longer fit the schema."""
+    running = {c: observed.pool_version(c) for c in COLOURS}
+    return {c: running[c] or running[other_colour(c)] or spec.version_of(c) for c in COLOURS}
 
 
 def plan_up(spec: StackSpec, observed: Observed) -> list[Action]:
@@ -59,8 +63,9 @@ def plan_up(spec: StackSpec, observed: Observed) -> list[Action]:
     actions: list[Action] = []
     if not observed.network_exists:
         actions.append(Action("create-network", network_name(spec)))
-    if proxy_state_volume(spec) not in observed.volumes:
-        actions.append(Action("create-volume", proxy_state_volume(spec)))
+    for volume in stack_volumes(spec):
+        if volume.name not in observed.volumes:
+            actions.append(Action("create-volume", volume.name))
     desired = stack_containers(spec, current_versions(spec, observed))
     actions.extend(_converge(desired, observed))
     wanted = {c.name for c in desired}
