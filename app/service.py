@@ -26,20 +26,38 @@ MAX_BODY_BYTES = 64 * 1024
 RELEASE = int(VERSION.split(".", 1)[0]) if VERSION.split(".", 1)[0].isdigit() else 0
 WRITES_BODY_LENGTH = RELEASE >= 2
 
+# Connections per worker process. psycopg2's pool fails when empty instead of waiting, so a
+# semaphore makes request threads queue for a connection (bounded by DB_WAIT_S) rather than fail.
+DB_CONNECTIONS = int(os.environ.get("APP_DB_CONNECTIONS", "8"))
+DB_WAIT_S = 10.0
 _pool: psycopg2.pool.ThreadedConnectionPool | None = None
 _pool_lock = threading.Lock()
+_pool_slots = threading.BoundedSemaphore(DB_CONNECTIONS)
+
+
+class DatabaseBusy(psycopg2.Error):
+    """No pooled connection came free in time."""
 
 
 def _connections() -> psycopg2.pool.ThreadedConnectionPool:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = psycopg2.pool.ThreadedConnectionPool(1, 16, **connection_kwargs())
+            _pool = psycopg2.pool.ThreadedConnectionPool(1, DB_CONNECTIONS, **connection_kwargs())
         return _pool
 
 
 def _query(sql: str, params: tuple = ()) -> list[tuple]:
     """Run one statement on a pooled connection; a write returns only after COMMIT succeeded."""
+    if not _pool_slots.acquire(timeout=DB_WAIT_S):
+        raise DatabaseBusy("no database connection free")
+    try:
+        return _query_on_pooled_connection(sql, params)
+    finally:
+        _pool_slots.release()
+
+
+def _query_on_pooled_connection(sql: str, params: tuple) -> list[tuple]:
     pool = _connections()
     conn = pool.getconn()
     broken = False

@@ -41,7 +41,7 @@ from locust import FastHttpUser, constant, task
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.locustfile import CutoverUser
+from loadtests.locustfile import ReadingUser
 from loadtests.report import percentile
 from simulator.docker_driver import connect
 from simulator.errors import CutoverError
@@ -70,14 +70,6 @@ class VersionUser(FastHttpUser):
     @task
     def read_version(self) -> None:
         self.client.get("/version", name="/version")
-
-
-class BenchRun(LoadRun):
-    """A LoadRun whose users are ``user_class`` (LoadRun itself always runs the rehearsal's CutoverUser)."""
-
-    def __init__(self, host: str, users: int, max_seconds: float, max_requests: int, user_class: type) -> None:
-        super().__init__(host, users, max_seconds, max_requests)
-        self.env.user_classes[:] = [user_class]  # read by the runner when it spawns users
 
 
 @dataclass
@@ -241,7 +233,7 @@ class DirectContainer:
 
 
 def measure(url: str, target: str, label: str, users: int, args: argparse.Namespace, user_class: type) -> RunFigures:
-    load = BenchRun(url, users, max_seconds=args.warmup + args.seconds + STOP_MARGIN_S, max_requests=args.max_requests,
+    load = LoadRun(url, users, max_seconds=args.warmup + args.seconds + STOP_MARGIN_S, max_requests=args.max_requests,
                     user_class=user_class)
     load.start()
     try:
@@ -270,7 +262,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         raise CutoverError(f"the live port {proxy_url} answers {spec.health_path} with HTTP {status}; is stack {args.stack} healthy?")
     _, headers = get(f"{proxy_url}/version")
     version = headers.get("X-App-Version", "?")
-    user_class = CutoverUser if args.rehearsal_mix else VersionUser
+    user_class = ReadingUser if args.rehearsal_mix else VersionUser
     console.print(
         f"[bold]benchmark on stack {args.stack}[/bold]: live {live} {version} ({tags}) at {proxy_url}; "
         f"{args.seconds:g}s measured per run after {args.warmup:g}s warm-up, {user_class.__name__}"
@@ -365,7 +357,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured warm-up before each window (default 2)")
     parser.add_argument("--rounds", type=int, default=2, help="proxy/direct pairs, order alternating (default 2)")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="request budget of each run (it stops there)")
-    parser.add_argument("--rehearsal-mix", action="store_true", help="use the rehearsal's CutoverUser (with /slow) instead of /version only")
+    parser.add_argument("--rehearsal-mix", action="store_true", help="use the rehearsal's ReadingUser (with /slow) instead of /version only")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if min(args.users, args.fair_users, args.rounds, args.max_requests) < 1 or args.seconds <= 0 or args.warmup < 0:

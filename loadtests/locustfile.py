@@ -1,13 +1,18 @@
 """What a user of the demo service does during a rehearsal.
 
-Each user holds one keep-alive connection (FastHttpUser's client) and mostly reads the version,
-with a share of slow requests so that some are always in flight when the proxy flips.
+Each user holds one keep-alive connection (FastHttpUser's client), reads the version, writes items
+and reads its own items back, with a share of slow requests so that some are always in flight when
+the proxy flips. Every write that got a 201 is checked after the run: it must still be there.
 """
+
+import random
 
 from locust import FastHttpUser, constant, task
 
 
-class CutoverUser(FastHttpUser):
+class ReadingUser(FastHttpUser):
+    """Reads only: the read-only deployment case, and the highest request rate."""
+
     wait_time = constant(0)
     # Our load generator never retries: a request that fails counts as dropped.
     max_retries = 0
@@ -17,10 +22,31 @@ class CutoverUser(FastHttpUser):
     def context(self) -> dict:
         return {"user": id(self)}
 
-    @task(40)
+    @task(20)
     def read_version(self) -> None:
-        self.client.get("/version", name="/version")
+        self.client.get("/version", name="GET /version")
 
     @task(1)
     def slow_request(self) -> None:
-        self.client.get("/slow?ms=300", name="/slow")
+        self.client.get("/slow?ms=300", name="GET /slow")
+
+
+class ReadWriteUser(ReadingUser):
+    """Reads, writes items and reads its own items back: the read-write deployment case."""
+
+    def on_start(self) -> None:
+        self.my_items: list[int] = []
+
+    @task(8)
+    def write_item(self) -> None:
+        response = self.client.post("/items", json={"body": f"written by user {id(self)}"}, name="POST /items")
+        if response.status_code == 201:
+            self.my_items.append(response.json()["id"])
+
+    @task(4)
+    def read_own_item(self) -> None:
+        if self.my_items:
+            self.client.get(f"/items/{random.choice(self.my_items)}", name="GET /items/{id}")
+
+
+USER_MIXES = {"read": ReadingUser, "read-write": ReadWriteUser}

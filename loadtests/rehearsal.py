@@ -22,7 +22,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.report import FlipFigures, PhaseFigures, flip_figures, phase_figures, write_csv
+import requests
+
+from loadtests.locustfile import USER_MIXES
+from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, flip_figures, phase_figures, write_csv
 from simulator.errors import CutoverError
 from simulator.ledger import state_dir
 from simulator.operations import Simulator
@@ -41,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-version", default=None)
     parser.add_argument("--steps", default="deploy,switch,rollback,switch",
                         help="comma-separated steps, each one of: deploy, switch, rollback")
+    parser.add_argument("--mix", choices=sorted(USER_MIXES), default="read-write",
+                        help="what each user does: read (version and slow reads) or read-write (also writes and reads back items)")
     parser.add_argument("--max-requests", type=int, default=500_000, help="stop the load after this many requests")
     parser.add_argument("--out", default=None, help="CSV file for the per-request record")
     parser.add_argument("--summary", default=None, help="also write the figures as JSON here")
@@ -57,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def rehearse(args: argparse.Namespace) -> dict:
     sim = Simulator.for_stack(args.stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
-    console.print(f"[bold]rehearsal on stack {args.stack}[/bold]: {' → '.join(args.steps)} under {args.users} keep-alive users")
+    console.print(f"[bold]rehearsal on stack {args.stack}[/bold]: {' → '.join(args.steps)} under {args.users} keep-alive {args.mix} users")
     sim.up()
     status = sim.status()
     if args.from_version and status.pools[status.live].version != args.from_version:
@@ -68,7 +73,7 @@ def rehearse(args: argparse.Namespace) -> dict:
 
     # Bounded by design: the time budget covers every step generously and the load stops itself.
     budget_s = args.phase_seconds * (len(args.steps) + 1) + 120 * args.steps.count("deploy") + 60 * len(args.steps)
-    load = LoadRun(sim.spec.live_url(), args.users, max_seconds=budget_s, max_requests=args.max_requests)
+    load = LoadRun(sim.spec.live_url(), args.users, max_seconds=budget_s, max_requests=args.max_requests, user_class=USER_MIXES[args.mix])
     flips: list[tuple[str, str, float, int]] = []
     step_starts: list[float] = []
     load.begin_phase(f"0 baseline ({status.live} {status.pools[status.live].version})")
@@ -94,7 +99,11 @@ def rehearse(args: argparse.Namespace) -> dict:
     counters_after = sim.proxy.frontend_counters("live")
 
     records = load.records
-    phases = phase_figures(records)
+    # Every write that was acknowledged must be readable afterwards, through both colours.
+    acked = acknowledged_writes(records)
+    missing = {url: acked - stored_item_ids(url) for url in (sim.spec.live_url(), sim.spec.preview_url())}
+    lost = frozenset().union(*missing.values())
+    phases = phase_figures(records, lost)
     step_starts.append(float("inf"))
     flip_rows = [flip_figures(records, label, colour, at, until=step_starts[index]) for label, colour, at, index in flips]
     out = Path(args.out) if args.out else state_dir(args.stack) / f"rehearsal-{time.strftime('%Y%m%d-%H%M%S')}.csv"
@@ -109,6 +118,9 @@ def rehearse(args: argparse.Namespace) -> dict:
         "versions": sorted({r.version for r in records if r.version}),
         "seconds": round(duration, 2),
         "requests_per_second": round(len(records) / duration, 1) if duration else 0.0,
+        "writes_acknowledged": len(acked),
+        "writes_lost": len(lost),
+        "writes_missing_by_url": {url: len(ids) for url, ids in missing.items()},
         "connections": counters_after["connections"] - counters_before["connections"],
         "proxy_requests": counters_after["requests"] - counters_before["requests"],
         "phases": [asdict(p) for p in phases],
@@ -122,6 +134,23 @@ def rehearse(args: argparse.Namespace) -> dict:
     return summary
 
 
+def stored_item_ids(base_url: str, page: int = 1000) -> set[int]:
+    """Every item id the service at ``base_url`` can read, paging through GET /items."""
+    ids: set[int] = set()
+    after = 0
+    with requests.Session() as session:
+        for _ in range(100_000):  # bounded: at most 100 million items
+            response = session.get(f"{base_url}/items", params={"after": after, "limit": page}, timeout=30)
+            if response.status_code != 200:
+                raise CutoverError(f"reading back the items through {base_url} failed: HTTP {response.status_code}.")
+            items = response.json()["items"]
+            if not items:
+                return ids
+            ids.update(item["id"] for item in items)
+            after = items[-1]["id"]
+    return ids
+
+
 def next_version(version: str) -> str:
     """1.4.2 -> 2.0.0; anything without a leading number gets a suffix."""
     major, _, _ = version.partition(".")
@@ -130,12 +159,12 @@ def next_version(version: str) -> str:
 
 def _print_tables(phases: list[PhaseFigures], flips: list[FlipFigures], summary: dict) -> None:
     table = Table(title="per phase")
-    for column in ("phase", "requests", "failures", "versions served", "p50 ms", "p99 ms"):
+    for column in ("phase", "requests", "failures", "writes", "lost", "versions served", "p50 ms", "p99 ms"):
         table.add_column(column, justify="left" if column in ("phase", "versions served") else "right")
     for p in phases:
         versions = ", ".join(f"{v}: {n}" for v, n in p.versions.items())
-        style = "red" if p.failures else None
-        table.add_row(p.phase, str(p.requests), str(p.failures), versions, f"{p.p50_ms:.1f}", f"{p.p99_ms:.1f}", style=style)
+        style = "red" if p.failures or p.lost else None
+        table.add_row(p.phase, str(p.requests), str(p.failures), str(p.writes), str(p.lost), versions, f"{p.p50_ms:.1f}", f"{p.p99_ms:.1f}", style=style)
     console.print(table)
     flips_table = Table(title="per flip (times relative to the proxy confirming the flip)")
     for column in ("flip", "first response from new colour", "stale responses after flip", "users moved"):
@@ -146,7 +175,8 @@ def _print_tables(phases: list[PhaseFigures], flips: list[FlipFigures], summary:
     console.print(flips_table)
     console.print(
         f"{summary['requests']} requests in {summary['seconds']}s ({summary['requests_per_second']}/s) over "
-        f"{summary['connections']} client connections; failures: {summary['failures']}; record: {summary['record']}"
+        f"{summary['connections']} client connections; failures: {summary['failures']}; "
+        f"writes acknowledged: {summary['writes_acknowledged']}, lost: {summary['writes_lost']}; record: {summary['record']}"
     )
 
 
@@ -157,6 +187,8 @@ def verdict(summary: dict) -> list[str]:
     for flip in summary["flips"]:
         if flip["stale_after_flip"]:
             problems.append(f"{flip['stale_after_flip']} request(s) sent after '{flip['label']}' reached the old colour")
+    if summary["writes_lost"]:
+        problems.append(f"{summary['writes_lost']} acknowledged write(s) could not be read back: {summary['writes_missing_by_url']}")
     if not summary["requests"]:
         problems.append("no request was made")
     return problems
@@ -173,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         console.print(f"[bold red]FAILED:[/bold red] {problem}")
     if not problems:
-        console.print("[bold green]PASSED:[/bold green] no request dropped, every request after a flip reached the new colour")
+        console.print("[bold green]PASSED:[/bold green] no request dropped, no write lost, every request after a flip reached the new colour")
     return 1 if problems else 0
 
 

@@ -28,6 +28,7 @@ class Record(Protocol):
     latency_ms: float
     user: int
     error: str
+    item_id: int | None
 
     @property
     def failed(self) -> bool: ...
@@ -41,6 +42,8 @@ class PhaseFigures:
     versions: dict[str, int]
     p50_ms: float
     p99_ms: float
+    writes: int = 0  # POST /items answered 201
+    lost: int = 0  # of those, items no longer readable afterwards
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,11 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return round(statistics.quantiles(values, n=1000, method="inclusive")[int(pct * 10) - 1], 2)
 
 
-def phase_figures(records: Iterable[Record]) -> list[PhaseFigures]:
+def acknowledged_writes(records: Iterable[Record]) -> set[int]:
+    return {r.item_id for r in records if r.item_id is not None}
+
+
+def phase_figures(records: Iterable[Record], lost_ids: frozenset[int] = frozenset()) -> list[PhaseFigures]:
     by_phase: dict[str, list[Record]] = {}
     for record in records:
         by_phase.setdefault(record.phase, []).append(record)
@@ -79,6 +86,8 @@ def phase_figures(records: Iterable[Record]) -> list[PhaseFigures]:
                 versions=dict(sorted(Counter(r.version or "none" for r in group).items())),
                 p50_ms=percentile(latencies, 50),
                 p99_ms=percentile(latencies, 99),
+                writes=sum(1 for r in group if r.item_id is not None),
+                lost=sum(1 for r in group if r.item_id in lost_ids),
             )
         )
     return result

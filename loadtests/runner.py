@@ -14,7 +14,9 @@ import gevent
 from locust.env import Environment
 from locust.event import Events
 
-from loadtests.locustfile import CutoverUser
+from locust import User
+
+from loadtests.locustfile import ReadWriteUser
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class RequestRecord:
     latency_ms: float
     user: int
     error: str
+    item_id: int | None = None  # the id a POST /items got with its 201: a write we must not lose
 
     @property
     def failed(self) -> bool:
@@ -38,7 +41,7 @@ class RequestRecord:
 class LoadRun:
     """A bounded Locust run: it stops by itself after ``max_seconds`` or ``max_requests``."""
 
-    def __init__(self, host: str, users: int, max_seconds: float, max_requests: int) -> None:
+    def __init__(self, host: str, users: int, max_seconds: float, max_requests: int, user_class: type[User] = ReadWriteUser) -> None:
         self.records: list[RequestRecord] = []
         # (wall-clock start, name) of each phase; a request belongs to the phase it was *sent* in.
         self._phase_starts: list[float] = [0.0]
@@ -49,7 +52,7 @@ class LoadRun:
         events = Events()
         events.request.add_listener(self._on_request)
         # stop_timeout: on quit, users finish the request in hand instead of being killed mid-flight.
-        self.env = Environment(user_classes=[CutoverUser], host=host, events=events, catch_exceptions=False, stop_timeout=35)
+        self.env = Environment(user_classes=[user_class], host=host, events=events, catch_exceptions=False, stop_timeout=35)
         self.runner = self.env.create_local_runner()
         self._guard: gevent.Greenlet | None = None
         self.stopped_because = ""
@@ -70,6 +73,7 @@ class LoadRun:
                 latency_ms=round(response_time or 0.0, 3),
                 user=(context or {}).get("user", 0),
                 error=f"{exception.__class__.__name__}: {exception}" if exception else "",
+                item_id=_acknowledged_id(name, status, response),
             )
         )
         if len(self.records) >= self.max_requests and not self.stopped_because:
@@ -110,3 +114,12 @@ class LoadRun:
             self._guard.kill()
         # Let every in-flight request report before the record is read.
         self.runner.greenlet.join(timeout=60)
+
+
+def _acknowledged_id(name: str, status: int, response) -> int | None:
+    if name != "POST /items" or status != 201:
+        return None
+    try:
+        return int(response.json()["id"])
+    except (ValueError, KeyError, TypeError):
+        return None

@@ -10,6 +10,7 @@ import fcntl
 import getpass
 import json
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,9 +55,14 @@ class Ledger:
 
 @contextmanager
 def stack_lock(stack: str) -> Iterator[None]:
-    """One changing operation per stack at a time; a second one is refused, not queued."""
-    path = state_dir(stack) / "lock"
-    with open(path, "w") as handle:
+    """One changing operation per stack at a time; a second one is refused, not queued.
+
+    The lock lives beside the engine (one per machine), not in the state directory: two users, or
+    two test runs with their own state directories, share the same containers.
+    """
+    directory = Path(tempfile.gettempdir()) / "cutover-locks"
+    directory.mkdir(mode=0o1777, exist_ok=True)
+    with open(directory / f"{stack}.lock", "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -40,7 +40,7 @@ def test_switch_under_load_drops_nothing(ci_stack, sim, tmp_path):
     summary_path, record_path = tmp_path / "summary.json", tmp_path / "record.csv"
     result = __import__("subprocess").run(
         [sys.executable, "-m", "loadtests.rehearsal", "--stack", TEST_STACK, "--users", "30", "--phase-seconds", "6",
-         "--to-version", "2.0.0-load", "--steps", "deploy,switch,rollback,switch,switch,switch",
+         "--to-version", "2.0.0-load", "--steps", "deploy,switch,rollback,switch,switch,switch", "--mix", "read",
          "--summary", str(summary_path), "--out", str(record_path)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
     )
