@@ -10,7 +10,7 @@ import pulumi
 import pulumi_docker as docker
 
 from stacks.spec import StackSpec
-from stacks.topology import PROXY_IMAGE, app_image_ref
+from stacks.topology import DATABASE_IMAGE, PROXY_IMAGE, app_image_ref
 
 # The classic builder, as the simulator uses: it builds FROM a base image that exists only in the
 # local engine (bootstrapped from Debian packages), where BuildKit would try a registry first.
@@ -40,6 +40,22 @@ def proxy_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
         build=docker.DockerBuildArgs(
             context="images/proxy",
             dockerfile="images/proxy/Dockerfile",
+            args={"BASE_IMAGE": spec.base_image},
+            builder_version=BUILDER,
+        ),
+        skip_push=True,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def database_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
+    """PostgreSQL from Debian's package, on the same base image as the app and the proxy."""
+    return docker.Image(
+        "database-image",
+        image_name=DATABASE_IMAGE,
+        build=docker.DockerBuildArgs(
+            context="images/postgres",
+            dockerfile="images/postgres/Dockerfile",
             args={"BASE_IMAGE": spec.base_image},
             builder_version=BUILDER,
         ),

@@ -14,7 +14,7 @@ import pulumi
 import pulumi_docker as docker
 
 from components.images import proxy_image
-from components.render import declare_container
+from components.render import declare_container, declare_volume
 from stacks.docker_objects import container_volumes
 from stacks.spec import StackSpec
 from stacks.topology import ContainerSpec
@@ -40,18 +40,13 @@ class Proxy(pulumi.ComponentResource):
             raise ValueError(f"Proxy was given the {args.container.role} container {args.container.name}")
 
         self.image_resource = proxy_image(args.spec, parent=self)
-        self.volumes = [
-            docker.Volume(
-                v.name,
-                name=v.name,
-                labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in v.labels],
-                # A fixed name: the old volume must go before a new one can take the name.
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-            )
-            for v in container_volumes(args.spec, args.container)
-        ]
+        self.volumes = [declare_volume(v, parent=self) for v in container_volumes(args.spec, args.container)]
         self.container = declare_container(
-            args.container, parent=self, depends_on=[self.image_resource, args.network, *self.volumes]
+            # The proxy needs no secret: a secret_env entry here would raise in render.py.
+            args.container,
+            parent=self,
+            secrets={},
+            depends_on=[self.image_resource, args.network, *self.volumes],
         )
 
         self.container_name = self.container.name

@@ -3,28 +3,44 @@
 Every container of a stack comes from ``stacks.topology``; this module only translates field by
 field, so the Pulumi program holds no second copy of the topology and the parity test can compare
 what it declares with what the simulator creates.
+
+Secrets: a ContainerSpec names the secrets it needs (``secret_env``), never their values. The caller
+passes the values as a mapping from secret name to a Pulumi input; the environment list that holds
+them is a secret Output as a whole, so the values reach neither the state file nor the CLI's diff in
+clear text.
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
+from stacks.docker_objects import VolumeSpec
 from stacks.topology import ContainerSpec, HealthcheckSpec
 
 # How long `pulumi up` waits for a new container to report healthy before failing the update.
 HEALTHY_WAIT_TIMEOUT_S = 120
 
+# A one-shot container (a migration): `up` attaches to it and waits until it exits; with
+# must_run=False the provider accepts an exited container (and records its exit code) instead of
+# treating it as failed and deleting it. Not auto-removed (rm), or the exit code would be lost and
+# the provider would find the container gone right after creating it; `docker logs` still works.
+ONE_SHOT_ARGS: dict[str, Any] = {"must_run": False, "attach": True, "logs": False}
 
-def container_args(c: ContainerSpec) -> dict[str, Any]:
-    """Keyword arguments for ``pulumi_docker.Container`` that reproduce ``c`` exactly."""
-    return {
+
+def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -> dict[str, Any]:
+    """Keyword arguments for ``pulumi_docker.Container`` that reproduce ``c`` exactly.
+
+    ``secrets`` maps each secret name in ``c.secret_env`` to its value; a missing name is a wiring
+    bug in the caller and raises ``ValueError``.
+    """
+    args = {
         "name": c.name,
         "image": c.image,
         "hostname": c.hostname,
-        "envs": [f"{key}={value}" for key, value in c.env],
+        "envs": _envs(c, secrets),
         "ports": [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp") for p in c.ports],
         "networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=c.network, aliases=[c.hostname])],
         "healthcheck": _healthcheck(c.healthcheck),
@@ -41,18 +57,66 @@ def container_args(c: ContainerSpec) -> dict[str, Any]:
         "wait": c.healthcheck is not None,
         "wait_timeout": HEALTHY_WAIT_TIMEOUT_S,
     }
+    if c.command:  # otherwise the image's own CMD
+        args["command"] = list(c.command)
+    return args
 
 
-def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = ()) -> pulumi.ResourceOptions:
     # Our containers have fixed names and (the proxy) fixed host ports, so the old one must be gone
     # before its replacement can be created; the default create-then-delete would collide.
     return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), delete_before_replace=True)
 
 
-def declare_container(c: ContainerSpec, parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> docker.Container:
+def declare_container(
+    c: ContainerSpec,
+    parent: pulumi.Resource,
+    secrets: Mapping[str, pulumi.Input[str]],
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+) -> docker.Container:
     # The logical name is the Docker name: one name per container, the same in `docker ps` and in
     # `pulumi stack`.
-    return docker.Container(c.name, opts=container_options(parent, depends_on), **container_args(c))
+    return docker.Container(c.name, opts=container_options(parent, depends_on), **container_args(c, secrets))
+
+
+def declare_one_shot(
+    c: ContainerSpec,
+    docker_name: str,
+    parent: pulumi.Resource,
+    secrets: Mapping[str, pulumi.Input[str]],
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+) -> docker.Container:
+    """``c`` as a container that runs once: ``up`` waits for it to exit and records its exit code.
+
+    ``docker_name`` replaces ``c.name`` (and is the logical name); every other input, the
+    fingerprint label included, is ``c``'s own.
+    """
+    if c.healthcheck is not None or c.restart != "no":  # a wiring bug: a service is not a one-shot
+        raise ValueError(f"{c.name} is a long-running container, not a one-shot run")
+    args = {**container_args(c, secrets), **ONE_SHOT_ARGS, "name": docker_name}
+    return docker.Container(docker_name, opts=container_options(parent, depends_on), **args)
+
+
+def declare_volume(v: VolumeSpec, parent: pulumi.Resource) -> docker.Volume:
+    return docker.Volume(
+        v.name,
+        name=v.name,
+        labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in v.labels],
+        # A fixed name: the old volume must go before a new one can take the name.
+        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+    )
+
+
+def _envs(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[list[str]]:
+    plain = [f"{key}={value}" for key, value in c.env]
+    if not c.secret_env:
+        return plain
+    missing = sorted({name for _, name in c.secret_env if name not in secrets})
+    if missing:
+        raise ValueError(f"{c.name} needs the secret(s) {', '.join(missing)}, which were not passed to it")
+    filled = [pulumi.Output.concat(variable, "=", secrets[name]) for variable, name in c.secret_env]
+    # Output.secret on the whole list: it stays secret even if a caller passed a plain string.
+    return pulumi.Output.secret(pulumi.Output.all(*plain, *filled))
 
 
 def _healthcheck(h: HealthcheckSpec | None) -> docker.ContainerHealthcheckArgs | None:
