@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -20,6 +20,10 @@ class AppPoolArgs:
     containers: Sequence[ContainerSpec]
     image: docker.Image
     network: docker.Network
+    # Secret values by name (stacks.topology names them; the Database component holds them).
+    secrets: Mapping[str, pulumi.Input[str]]
+    # What must have finished first: the version's expand migration (its `done` gate).
+    after: Sequence[pulumi.Input[pulumi.Resource]] = ()
 
 
 class AppPool(pulumi.ComponentResource):
@@ -35,7 +39,10 @@ class AppPool(pulumi.ComponentResource):
         if strays:  # a wiring bug in the caller, not a user error
             raise ValueError(f"pool {args.colour} {args.version} was given foreign containers: {', '.join(strays)}")
 
-        self.containers = [declare_container(c, parent=self, depends_on=[args.image, args.network]) for c in args.containers]
+        self.containers = [
+            declare_container(c, parent=self, secrets=args.secrets, depends_on=[args.image, args.network, *args.after])
+            for c in args.containers
+        ]
 
         self.colour = pulumi.Output.from_input(args.colour)
         self.version = pulumi.Output.from_input(args.version)

@@ -1,4 +1,5 @@
-"""BlueGreenService: one stack — its network, both colours' pools, the proxy and the switch."""
+"""BlueGreenService: one stack — its network, the database, the migrations, both colours' pools,
+the proxy and the switch."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pulumi_docker as docker
 from pulumi_command import local
 
 from components.app_pool import AppPool, AppPoolArgs
+from components.database import Database, DatabaseArgs
 from components.images import app_image
+from components.migration import declare_migrations
 from components.proxy import Proxy, ProxyArgs
 from components.switch import switch_command_args
 from stacks.docker_objects import stack_network
@@ -24,6 +27,7 @@ class BlueGreenServiceArgs:
 
 
 class BlueGreenService(pulumi.ComponentResource):
+    database_host: pulumi.Output[str]
     live_colour: pulumi.Output[str]
     live_url: pulumi.Output[str]
     preview_url: pulumi.Output[str]
@@ -44,6 +48,12 @@ class BlueGreenService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
+        # First the database: every app container and every migration needs it (and its password).
+        (database_spec,) = [c for c in containers if c.role == "database"]
+        self.database = Database(
+            f"{name}-database", DatabaseArgs(spec, database_spec, self.network), opts=pulumi.ResourceOptions(parent=self)
+        )
+
         (proxy_spec,) = [c for c in containers if c.role == "proxy"]
         self.proxy = Proxy(f"{name}-proxy", ProxyArgs(spec, proxy_spec, self.network), opts=pulumi.ResourceOptions(parent=self))
 
@@ -51,6 +61,16 @@ class BlueGreenService(pulumi.ComponentResource):
         # the artefact instead of building (and racing on) the same tag twice.
         versions = {colour: spec.version_of(colour) for colour in COLOURS}
         self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
+        # Each version's expand migrations, once the database is healthy (its container waits for
+        # that); one run per distinct version, for the same reason as the images (migration.py).
+        self.migrations = declare_migrations(
+            spec,
+            list(versions.values()),
+            parent=self,
+            secrets=self.database.secrets,
+            depends_on=[self.network, self.database],
+            images=self.images,
+        )
         self.pools = {
             colour: AppPool(
                 f"{name}-{colour}",
@@ -60,6 +80,9 @@ class BlueGreenService(pulumi.ComponentResource):
                     containers=[c for c in containers if c.role == "app" and c.colour == colour],
                     image=self.images[versions[colour]],
                     network=self.network,
+                    secrets=self.database.secrets,
+                    # Not before this version's expand migration has exited 0.
+                    after=[self.migrations[versions[colour]].done],
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -76,11 +99,13 @@ class BlueGreenService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *self.pools.values()]),
         )
 
+        self.database_host = self.database.host
         self.live_colour = pulumi.Output.from_input(spec.live_colour)
         self.live_url = pulumi.Output.from_input(spec.live_url())
         self.preview_url = pulumi.Output.from_input(spec.preview_url())
         self.register_outputs(
             {
+                "databaseHost": self.database_host,
                 "liveColor": self.live_colour,
                 "liveUrl": self.live_url,
                 "previewUrl": self.preview_url,

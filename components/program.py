@@ -11,9 +11,9 @@ import pulumi_docker as docker
 from components.blue_green_service import BlueGreenService, BlueGreenServiceArgs
 from stacks.spec import REQUIRED_KEYS, StackSpec
 
-# Keys whose values must never reach the state file in plain text. None exist yet; the database
-# password (a later issue) goes here, is read with Config.require_secret and stays a
-# pulumi.Output.secret all the way into the container that needs it.
+# Config keys whose values must never reach the state file in plain text. None: the one secret a
+# stack has, the database password, is not configured but generated (pulumi-random, in
+# components/database.py) and stays a pulumi.Output.secret all the way into the containers.
 SECRET_KEYS: frozenset[str] = frozenset()
 
 
@@ -38,6 +38,8 @@ def build(spec: StackSpec) -> BlueGreenService:
 
 
 def export(service: BlueGreenService) -> None:
+    # Never the database password: it stays inside the state (encrypted) and the containers.
+    pulumi.export("databaseHost", service.database_host)
     pulumi.export("liveColor", service.live_colour)
     pulumi.export("liveUrl", service.live_url)
     pulumi.export("previewUrl", service.preview_url)

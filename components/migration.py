@@ -1,0 +1,89 @@
+"""The expand step: one one-shot container per distinct app version, before that version's pool starts.
+
+Each run is ``stacks.topology.migration_container(spec, version, "expand")`` — the version's own
+artefact running ``python3 -m migrate expand``, which applies the additive migrations that version
+needs and nothing else. It is idempotent and never goes backwards, so running an older version's
+expand after a newer one's is a no-op: the order between versions does not matter, only that two
+runs never overlap and that a pool never starts before its version's run has succeeded.
+
+Why one per distinct version rather than one per stack: the program cannot tell which of two image
+tags is "newer" (a tag is any Docker tag), and it need not — each pool waits for its own version's
+run. When both colours run one version there is one run. The resource (and Docker) name carries the
+version: ``<topology name>-<version>``. Adding a version adds a run; a version already run is not
+run again; a version no colour uses any more has its exited container removed.
+
+Docker reports a migration's exit status, but the provider does not fail on it; ``succeeded`` turns
+a non-zero status into an error that stops `pulumi up` before the version's pool is created.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pulumi
+import pulumi_docker as docker
+
+from components.render import declare_one_shot
+from stacks.spec import StackSpec
+from stacks.topology import ContainerSpec, migration_container
+
+STEP = "expand"
+
+
+class MigrationFailed(RuntimeError):
+    pass
+
+
+def migration_docker_name(c: ContainerSpec) -> str:
+    """The topology names the stack's migration container once; each version's run gets its own name."""
+    return f"{c.name}-{c.version}"
+
+
+class Migration:
+    """One version's expand run: the container, and ``done``, an input for ``depends_on``.
+
+    ``done`` resolves to the container once it has exited 0, and fails (with ``MigrationFailed``)
+    otherwise, so whatever lists it in ``depends_on`` is never created after a failed migration.
+    """
+
+    def __init__(
+        self,
+        spec: StackSpec,
+        version: str,
+        parent: pulumi.Resource,
+        secrets: Mapping[str, pulumi.Input[str]],
+        depends_on: Sequence[pulumi.Input[pulumi.Resource]],
+    ) -> None:
+        self.spec = migration_container(spec, version, STEP)
+        self.docker_name = migration_docker_name(self.spec)
+        self.container: docker.Container = declare_one_shot(
+            self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on
+        )
+        self.done: pulumi.Output[pulumi.Resource] = self.container.exit_code.apply(self._succeeded)
+
+    def _succeeded(self, exit_code: int | None) -> pulumi.Resource:
+        if exit_code != 0:
+            raise MigrationFailed(
+                f"the {STEP} migration of {self.spec.version} ({self.docker_name}) exited with status {exit_code}; "
+                f"nothing of that version was started. See `docker logs {self.docker_name}`, fix the cause, then "
+                f"re-run it with `pulumi up --replace <its URN>` (`pulumi stack --show-urns` lists it)."
+            )
+        return self.container
+
+
+def declare_migrations(
+    spec: StackSpec,
+    versions: Sequence[str],
+    parent: pulumi.Resource,
+    secrets: Mapping[str, pulumi.Input[str]],
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]],
+    images: Mapping[str, docker.Image],
+) -> dict[str, Migration]:
+    """One run per distinct version, one after another (two runs must never race on the schema)."""
+    runs: dict[str, Migration] = {}
+    previous: list[pulumi.Resource] = []
+    for version in sorted(set(versions)):
+        run = Migration(spec, version, parent, secrets, depends_on=[*depends_on, images[version], *previous])
+        runs[version] = run
+        previous = [run.container]
+    return runs
