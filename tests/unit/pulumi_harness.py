@@ -12,10 +12,16 @@ Pitfalls handled here, each of which makes mock tests pass while asserting nothi
   ``set_all_config``, every value a string, exactly as the Pulumi CLI hands it over;
 - the runtime keeps global state (root stack resource, settings, config), so every run starts
   from fresh settings, a fresh root stack, new mocks and a new monitor.
+
+Secrets: the mock RandomPassword answers with a password derived from the stack and the resource
+(stable across runs of one stack, different between stacks, unlike any other value), recorded in
+``ProgramRun.secret_values`` so tests can look for it everywhere it must not be. Secret inputs and
+outputs arrive wrapped (``is_secret``); everything else is plain.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import runpy
 from collections import Counter
@@ -38,7 +44,9 @@ NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 COMMAND = "command:local:Command"
+RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 APP_POOL = "cutover:index:AppPool"
+DATABASE = "cutover:index:Database"
 PROXY = "cutover:index:Proxy"
 SERVICE = "cutover:index:BlueGreenService"
 
@@ -55,7 +63,11 @@ class Registration:
     provider: str
     dependencies: tuple[str, ...]
     delete_before_replace: bool
+    # Output names the program asked the engine to keep secret, camelCase (``result``).
+    additional_secret_outputs: tuple[str, ...]
     inputs: dict[str, Any]
+    # What the (mock) provider answered: the resource's outputs, camelCase.
+    state: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,12 @@ class ProgramRun:
     resources: tuple[Registration, ...]
     # The service's outputs after every apply has run (snake_case, as the program sees them).
     outputs: dict[str, Any]
+    # Stack exports (`pulumi stack output`): name -> (value, whether Pulumi keeps it secret).
+    exports: dict[str, tuple[Any, bool]]
+    # What each component passed to register_outputs, by URN (secret values arrive wrapped).
+    component_outputs: dict[str, dict[str, Any]]
+    # Every secret value the mocks generated (the database password).
+    secret_values: tuple[str, ...]
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
@@ -80,12 +98,26 @@ class ProgramRun:
 class _Mocks(pulumi.runtime.Mocks):
     """Answers like a provider would: an id, the inputs echoed back, plus the outputs we read."""
 
+    def __init__(self, stack: str, one_shot_exit_codes: Mapping[str, int | None]) -> None:
+        super().__init__()
+        self.stack = stack
+        self.one_shot_exit_codes = one_shot_exit_codes
+        self.secret_values: list[str] = []
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         if args.typ == IMAGE:
             state["repoDigest"] = f"sha256:mock-{args.inputs['imageName']}"
         if args.typ == COMMAND:
             state["stdout"] = f"live={args.inputs['environment']['LIVE_COLOR']}"
+        if args.typ == RANDOM_PASSWORD:
+            # Only letters and digits, like the real one with special=False.
+            digest = hashlib.sha256(f"{self.stack}/{args.name}".encode()).hexdigest()
+            state["result"] = ("Pw" + digest)[: int(args.inputs["length"])]
+            self.secret_values.append(state["result"])
+        if args.typ == CONTAINER and args.inputs.get("attach"):
+            # A one-shot container: the provider reads its exit status back once it has exited.
+            state["exitCode"] = self.one_shot_exit_codes.get(args.inputs["name"], 0)
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -96,6 +128,7 @@ class _RecordingMonitor(MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: list[Registration] = []
+        self.component_outputs: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method name)
         response = super().RegisterResource(request)
@@ -110,11 +143,17 @@ class _RecordingMonitor(MockMonitor):
                     provider=request.provider,
                     dependencies=tuple(request.dependencies),
                     delete_before_replace=request.deleteBeforeReplace,
+                    additional_secret_outputs=tuple(request.additionalSecretOutputs),
                     # The base class deserialised these already, but does not keep them.
                     inputs=rpc.deserialize_properties(request.object),
+                    state=dict(self.resources[response.urn].state) if request.custom else {},
                 )
             )
         return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802 (the gRPC method name)
+        self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
 
 
 def stack_config(stack: str) -> dict[str, str]:
@@ -123,15 +162,25 @@ def stack_config(stack: str) -> dict[str, str]:
     return {key: value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()}
 
 
-def run_program(stack: str, overrides: Mapping[str, str] | None = None, drop: tuple[str, ...] = ()) -> ProgramRun:
-    """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed)."""
+def run_program(
+    stack: str,
+    overrides: Mapping[str, str] | None = None,
+    drop: tuple[str, ...] = (),
+    one_shot_exit_codes: Mapping[str, int | None] | None = None,
+) -> ProgramRun:
+    """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed).
+
+    ``one_shot_exit_codes``: the exit status the mock provider reports for a one-shot container
+    (a migration), by Docker name; 0 for any other. If the program fails, the exception carries
+    what was registered before it failed as ``registrations``.
+    """
     config = {**stack_config(stack), **(overrides or {})}
     for key in drop:
         config.pop(key, None)
     if not all(isinstance(v, str) for v in config.values()):
         raise TypeError("Pulumi config values reach a program as strings; pass strings")
 
-    mocks = _Mocks()
+    mocks = _Mocks(stack, one_shot_exit_codes or {})
     monitor = _RecordingMonitor(mocks)
     # Fresh settings and no root resource, so set_mocks creates a new root stack for this stack.
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack, preview=False)
@@ -139,11 +188,16 @@ def run_program(stack: str, overrides: Mapping[str, str] | None = None, drop: tu
     pulumi.runtime.set_all_config(config)
 
     outputs: dict[str, Any] = {}
+    exports: dict[str, tuple[Any, bool]] = {}
 
     @pulumi.runtime.test
     def program():
         service = runpy.run_path(str(PROGRAM), run_name="__main__")["service"]
         watched = {
+            "database_host": service.database_host,
+            "database_name": service.database.name,
+            "database_password_is_secret": pulumi.Output.from_input(service.database.password.is_secret()),
+            "migration_containers": {version: m.container.name for version, m in service.migrations.items()},
             "live_colour": service.live_colour,
             "live_url": service.live_url,
             "preview_url": service.preview_url,
@@ -157,16 +211,70 @@ def run_program(stack: str, overrides: Mapping[str, str] | None = None, drop: tu
             watched[f"{colour}_image"] = pool.image
             watched[f"{colour}_image_digest"] = pool.image_digest
             watched[f"{colour}_container_names"] = pool.container_names
+        # What `pulumi.export` collected on the root stack: each value, and whether it is secret.
+        root = pulumi.runtime.settings.get_root_resource()
+        exported = {}
+        for name, value in root.outputs.items():
+            out = pulumi.Output.from_input(value)
+            exported[name] = pulumi.Output.all(pulumi.Output.unsecret(out), pulumi.Output.from_input(out.is_secret()))
         # Returning the output makes the test decorator await it, and every RPC, before returning.
-        return pulumi.Output.all(**watched).apply(outputs.update)
+        return pulumi.Output.all(
+            pulumi.Output.all(**watched).apply(outputs.update),
+            pulumi.Output.all(**exported).apply(exports.update),
+        )
 
-    program()
+    try:
+        program()
+    except Exception as exc:
+        exc.registrations = tuple(monitor.registrations)  # type: ignore[attr-defined]
+        raise
 
     resources = tuple(monitor.registrations)
     duplicates = sorted(urn for urn, count in Counter(r.urn for r in resources).items() if count > 1)
     if duplicates:
         raise AssertionError(f"the program registered these URNs more than once: {duplicates}")
-    return ProgramRun(stack=stack, config=config, resources=resources, outputs=outputs)
+    return ProgramRun(
+        stack=stack,
+        config=config,
+        resources=resources,
+        outputs=outputs,
+        exports={name: (value, bool(secret)) for name, (value, secret) in exports.items()},
+        component_outputs=dict(monitor.component_outputs),
+        secret_values=tuple(mocks.secret_values),
+    )
+
+
+def is_secret(value: Any) -> bool:
+    """Whether an input or output arrived wrapped as a Pulumi secret."""
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap_secret(value: Any) -> Any:
+    return rpc.unwrap_rpc_secret(value)
+
+
+def plain_strings(value: Any) -> list[str]:
+    """Every string in ``value`` that is NOT inside a secret: what state and CLI show in clear text."""
+    if is_secret(value):
+        return []
+    if isinstance(value, Mapping):
+        return [s for key, child in value.items() for s in [str(key), *plain_strings(child)]]
+    if isinstance(value, (list, tuple)):
+        return [s for child in value for s in plain_strings(child)]
+    return [value] if isinstance(value, str) else []
+
+
+def redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every secret value replaced by ``<secret>`` (secret wrappers are kept)."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "<secret>")
+        return value
+    if isinstance(value, Mapping):
+        return {key: redact(child, secrets) for key, child in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(child, secrets) for child in value]
+    return value
 
 
 def labels(inputs: Mapping[str, Any]) -> dict[str, str]:

@@ -6,6 +6,9 @@ Two kinds of keys may differ between stack files:
   a version before prod does), so the resource comparison below pins them to dev's values and
   compares the environments alone.
 Every other key, and every resource input not explained by the allow-list, must be identical.
+
+Secret values (the database password: generated per stack) are compared as ``<secret>``: which
+variables carry a secret, and that they are secret, must still be identical.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import re
 from typing import Any
 
 import pytest
-from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, flatten, run_program, stack_config
+from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, flatten, redact, run_program, stack_config
 
 from stacks.spec import REQUIRED_KEYS, known_stacks
 
@@ -66,7 +69,7 @@ def _without_server_lines(config: str) -> str:
 def _resource_inputs(run) -> dict[tuple[str, str], dict[str, Any]]:
     table = {}
     for r in run.resources:
-        flat = flatten(_normalise(r.inputs, run.stack))
+        flat = flatten(_normalise(redact(r.inputs, run.secret_values), run.stack))
         for path in [p for p in flat if re.fullmatch(r"uploads\.\d+\.content", p)]:
             flat[path] = _without_server_lines(flat[path])
         table[(r.type, _normalise(r.name, run.stack))] = flat
@@ -136,6 +139,14 @@ def _unexplained(runs) -> list[str]:
 def test_inputs_differ_only_where_the_allow_list_says(runs):
     unexplained = _unexplained(runs)
     assert not unexplained, "differences outside the allow-list:\n" + "\n".join(unexplained)
+
+
+def test_secrets_are_compared_by_name_not_value(runs):
+    passwords = {stack: run.secret_values for stack, run in runs.items()}
+    assert all(passwords.values()) and len(set(passwords.values())) == len(STACKS), "each stack has its own password"
+    for stack, run in runs.items():
+        db = _resource_inputs(run)[(CONTAINER, "cutover-<stack>-db")]
+        assert "POSTGRES_PASSWORD=<secret>" in db.values(), stack
 
 
 def test_a_difference_outside_the_allow_list_is_caught(runs):

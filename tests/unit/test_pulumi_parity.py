@@ -1,32 +1,59 @@
 """Parity: the Pulumi program declares exactly the containers the simulator creates.
 
-Both executors render ``stacks.topology.stack_containers(spec)``. Here the expected pulumi-docker
+Both executors render ``stacks.topology.stack_containers(spec)`` and, for each version a colour runs,
+``stacks.topology.migration_container(spec, version, "expand")``. Here the expected pulumi-docker
 inputs are written out field by field from each ContainerSpec (independently of
 ``components/render.py``) and compared with what the program sent to the mock engine.
+
+Secrets: a ContainerSpec names the secrets it needs, never their values. The comparison holds the
+environment's names and plain values equal and every secret value as ``<secret>``; that the value
+is the stack's generated password, and kept secret, is test_pulumi_secrets.py's business.
+
+The one documented difference: on the Pulumi side each migration run is a container that stays
+(exited) in Docker so its exit code can be read, and both colours' versions may each have one; so
+its Docker name is the topology's name plus ``-<version>`` (``cutover-<stack>-migrate-1.1.0``). The
+simulator runs the topology's name and removes the container after the run. Every other input of a
+migration run, its fingerprint label included, is the topology's.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from pulumi_harness import CONTAINER, NETWORK, VOLUME, labels, run_program
+from pulumi_harness import CONTAINER, NETWORK, VOLUME, is_secret, labels, redact, run_program, unwrap_secret
 
 from stacks.docker_objects import stack_network, stack_volumes
-from stacks.spec import load_stack
-from stacks.topology import ContainerSpec, stack_containers
+from stacks.spec import COLOURS, load_stack
+from stacks.topology import ContainerSpec, migration_container, stack_containers
 
 STACKS = ("dev", "ci", "prod")
+
+
+def pulumi_name(c: ContainerSpec) -> str:
+    """The Docker name the Pulumi program gives ``c``: the topology's, except for migration runs."""
+    return f"{c.name}-{c.version}" if c.role == "migration" else c.name
+
+
+def expected_containers(spec) -> list[ContainerSpec]:
+    versions = sorted({spec.version_of(colour) for colour in COLOURS})
+    return [*stack_containers(spec), *(migration_container(spec, v, "expand") for v in versions)]
 
 
 def expected_inputs(c: ContainerSpec) -> dict:
     h = c.healthcheck
     return {
-        "name": c.name,
+        "name": pulumi_name(c),
         "image": c.image,
         "hostname": c.hostname,
-        "envs": [f"{key}={value}" for key, value in c.env],
+        # Plain values as they are; each secret as its variable's name and a placeholder.
+        "envs": [f"{key}={value}" for key, value in c.env] + [f"{key}=<secret>" for key, _ in c.secret_env],
+        "command": list(c.command) or None,
         "ports": [{"internal": p.internal, "external": p.external, "ip": p.ip, "protocol": "tcp"} for p in c.ports],
         "networksAdvanced": [{"name": c.network, "aliases": [c.hostname]}],
-        "healthcheck": {
+        "healthcheck": None
+        if h is None
+        else {
             "tests": list(h.test),
             "interval": f"{h.interval_s}s",
             "timeout": f"{h.timeout_s}s",
@@ -41,24 +68,66 @@ def expected_inputs(c: ContainerSpec) -> dict:
     }
 
 
+def declared_inputs(run, inputs: dict, field: str):
+    if field == "labels":
+        return labels(inputs)
+    if field == "envs":
+        return redact(unwrap_secret(inputs["envs"]), run.secret_values)
+    return inputs.get(field)
+
+
 @pytest.fixture(scope="module", params=STACKS)
 def stack_run(request):
     return load_stack(request.param), run_program(request.param)
 
 
+@pytest.fixture(scope="module")
+def split_run():
+    # Both colours on different versions: two migration runs.
+    overrides = {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.1.0"}
+    spec = dataclasses.replace(load_stack("dev"), blue_version="1.0.0", green_version="1.1.0")
+    return spec, run_program("dev", overrides)
+
+
 def test_same_container_names(stack_run):
     spec, run = stack_run
-    assert sorted(r.name for r in run.of_type(CONTAINER)) == sorted(c.name for c in stack_containers(spec))
+    assert sorted(r.name for r in run.of_type(CONTAINER)) == sorted(pulumi_name(c) for c in expected_containers(spec))
 
 
 def test_every_container_matches_its_spec_field_by_field(stack_run):
-    spec, run = stack_run
-    for c in stack_containers(spec):
-        inputs = run.named(CONTAINER, c.name).inputs
+    _matches_field_by_field(*stack_run)
+
+
+def test_both_migration_runs_match_their_specs_when_versions_differ(split_run):
+    spec, run = split_run
+    assert [c.version for c in expected_containers(spec) if c.role == "migration"] == ["1.0.0", "1.1.0"]
+    _matches_field_by_field(spec, run)
+
+
+def _matches_field_by_field(spec, run):
+    assert run.secret_values, "the mock generated no password: the secret comparison would be vacuous"
+    for c in expected_containers(spec):
+        inputs = run.named(CONTAINER, pulumi_name(c)).inputs
         expected = expected_inputs(c)
-        declared = {field: (labels(inputs) if field == "labels" else inputs.get(field)) for field in expected}
         for field in expected:
-            assert declared[field] == expected[field], f"{c.name}: {field}"
+            assert declared_inputs(run, inputs, field) == expected[field], f"{c.name}: {field}"
+        # The environment is secret exactly when it carries a secret.
+        assert is_secret(inputs["envs"]) == bool(c.secret_env), c.name
+
+
+def test_secret_env_names_are_the_topology_names(stack_run):
+    spec, run = stack_run
+    by_role = {}
+    for c in expected_containers(spec):
+        envs = redact(unwrap_secret(run.named(CONTAINER, pulumi_name(c)).inputs["envs"]), run.secret_values)
+        secret_names = sorted(e.split("=", 1)[0] for e in envs if e.endswith("=<secret>"))
+        by_role.setdefault(c.role, set()).add(tuple(secret_names))
+    assert by_role == {
+        "database": {("POSTGRES_PASSWORD",)},
+        "app": {("DATABASE_PASSWORD",)},
+        "migration": {("DATABASE_PASSWORD",)},
+        "proxy": {()},
+    }
 
 
 def test_network_and_volumes_match_the_shared_description(stack_run):

@@ -1,13 +1,17 @@
 """A switch changes one thing: the switch command's environment. No container is replaced.
 
 pulumi-docker replaces a container when any of its inputs change, so "identical inputs for every
-container" is exactly "the switch neither replaces nor restarts the proxy or an app container".
+container" is exactly "the switch neither replaces nor restarts the proxy, an app container or the
+database, and re-runs no migration". The mock password is stable per stack, as the real one is
+(generated once, then kept in the state), so the secret environments are compared too.
 """
 
 from __future__ import annotations
 
 import pytest
-from pulumi_harness import COMMAND, flatten, run_program
+from pulumi_harness import COMMAND, CONTAINER, RANDOM_PASSWORD, flatten, run_program
+
+from stacks.spec import load_stack
 
 
 def _inputs_by_resource(run) -> dict[tuple[str, str], dict]:
@@ -19,6 +23,10 @@ def test_switching_colour_changes_only_the_switch_environment(stack):
     blue = _inputs_by_resource(run_program(stack, {"cutover:liveColor": "blue"}))
     green = _inputs_by_resource(run_program(stack, {"cutover:liveColor": "green"}))
     assert blue.keys() == green.keys()
+    # Everything is compared, the database, its password and the migration run included.
+    version = load_stack(stack).blue_version
+    assert {(CONTAINER, f"cutover-{stack}-db"), (CONTAINER, f"cutover-{stack}-migrate-{version}")} <= blue.keys()
+    assert any(kind == RANDOM_PASSWORD for kind, _ in blue)
 
     differences = {
         (resource, path)

@@ -7,10 +7,12 @@ from pulumi_harness import (
     APP_POOL,
     COMMAND,
     CONTAINER,
+    DATABASE,
     DOCKER_PROVIDER,
     IMAGE,
     NETWORK,
     PROXY,
+    RANDOM_PASSWORD,
     SERVICE,
     VOLUME,
     labels,
@@ -27,13 +29,31 @@ def run(request):
     return run_program(request.param)
 
 
-def test_one_network_one_proxy_two_pools_one_switch(run):
+def _role(container) -> str:
+    return labels(container.inputs)["cutover.role"]
+
+
+def _versions(spec) -> set[str]:
+    return {spec.version_of(colour) for colour in COLOURS}
+
+
+def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     spec = load_stack(run.stack)
     assert len(run.of_type(NETWORK)) == 1
     assert len(run.of_type(SERVICE)) == 1
+    assert len(run.of_type(DATABASE)) == 1
     assert len(run.of_type(PROXY)) == 1
     assert len(run.of_type(COMMAND)) == 1
-    assert len(run.of_type(VOLUME)) == 1
+    assert len(run.of_type(RANDOM_PASSWORD)) == 1
+    # The proxy's state volume and the database's data volume.
+    assert sorted(v.name for v in run.of_type(VOLUME)) == [f"cutover-{run.stack}-db-data", f"cutover-{run.stack}-proxy-state"]
+
+    (database,) = run.of_type(DATABASE)
+    children = run.children_of(database)
+    assert [_role(c) for c in children if c.type == CONTAINER] == ["database"]
+    assert [v.name for v in children if v.type == VOLUME] == [f"cutover-{run.stack}-db-data"]
+    assert [r.type for r in children if r.type == RANDOM_PASSWORD] == [RANDOM_PASSWORD]
+    assert [i.inputs["imageName"] for i in children if i.type == IMAGE] == ["cutover-postgres:15"]
 
     (proxy,) = run.of_type(PROXY)
     proxy_containers = [r for r in run.children_of(proxy) if r.type == CONTAINER]
@@ -47,11 +67,17 @@ def test_one_network_one_proxy_two_pools_one_switch(run):
         colour = pool.name.removeprefix("cutover-")
         assert {labels(m.inputs)["cutover.colour"] for m in members} == {colour}
 
-    assert len(run.of_type(CONTAINER)) == 1 + 2 * spec.pool_size
+    # One migration run per distinct version (both colours run one version in every stack file).
+    migrations = [c for c in run.of_type(CONTAINER) if _role(c) == "migration"]
+    assert sorted(m.name for m in migrations) == sorted(f"cutover-{run.stack}-migrate-{v}" for v in _versions(spec))
+    # database + proxy + both pools + the migrations.
+    assert len(run.of_type(CONTAINER)) == 2 + 2 * spec.pool_size + len(_versions(spec))
 
 
-def test_every_container_is_health_checked_restarted_and_deleted_before_replace(run):
-    for container in run.of_type(CONTAINER):
+def test_every_service_container_is_health_checked_restarted_and_deleted_before_replace(run):
+    services = [c for c in run.of_type(CONTAINER) if _role(c) != "migration"]
+    assert sorted({_role(c) for c in services}) == ["app", "database", "proxy"]
+    for container in services:
         inputs = container.inputs
         assert inputs["healthcheck"]["tests"], container.name
         assert inputs["restart"] == "unless-stopped", container.name
@@ -60,6 +86,29 @@ def test_every_container_is_health_checked_restarted_and_deleted_before_replace(
         # `up` must wait for health, and a destroy must stop gracefully rather than SIGKILL.
         assert inputs["wait"] is True, container.name
         assert inputs["destroyGraceSeconds"] == inputs["stopTimeout"], container.name
+        # A service is never run attached: `up` would wait for it to exit.
+        assert not inputs.get("attach"), container.name
+
+
+def test_migrations_are_one_shot_runs(run):
+    migrations = [c for c in run.of_type(CONTAINER) if _role(c) == "migration"]
+    assert migrations
+    for container in migrations:
+        inputs = container.inputs
+        assert inputs["command"] == ["python3", "-m", "migrate", "expand"], container.name
+        # `up` attaches and waits for the exit; an exited container is success for the provider,
+        # which records its exit code (checked by the program, see test_pulumi_migrations.py).
+        assert inputs["attach"] is True and inputs["mustRun"] is False, container.name
+        assert inputs["restart"] == "no" and not inputs.get("rm"), container.name
+        assert inputs.get("healthcheck") is None and inputs["wait"] is False, container.name
+        assert container.delete_before_replace, container.name
+
+
+def test_the_database_is_never_published_on_the_host(run):
+    (db,) = [c for c in run.of_type(CONTAINER) if _role(c) == "database"]
+    assert db.inputs["ports"] == []
+    assert db.inputs["networksAdvanced"] == [{"name": f"cutover-{run.stack}", "aliases": ["db"]}]
+    assert db.inputs["volumes"] == [{"volumeName": f"cutover-{run.stack}-db-data", "containerPath": "/var/lib/postgresql/data"}]
 
 
 def test_fixed_name_network_and_volume_are_deleted_before_replace(run):
@@ -78,10 +127,16 @@ def test_every_docker_resource_uses_the_stack_docker_host(run):
 
 def test_components_parent_their_children(run):
     (service,) = run.of_type(SERVICE)
-    for component in run.of_type(PROXY) + run.of_type(APP_POOL):
+    (database,) = run.of_type(DATABASE)
+    for component in run.of_type(DATABASE) + run.of_type(PROXY) + run.of_type(APP_POOL):
         assert component.parent == service.urn, component.name
+    owners = {r.urn for r in run.of_type(DATABASE) + run.of_type(PROXY) + run.of_type(APP_POOL)}
     for container in run.of_type(CONTAINER):
-        assert container.parent in {r.urn for r in run.of_type(PROXY) + run.of_type(APP_POOL)}, container.name
+        # Migrations belong to the service: they serve both colours and need the database.
+        expected = {service.urn} if _role(container) == "migration" else owners
+        assert container.parent in expected, container.name
+    (password,) = run.of_type(RANDOM_PASSWORD)
+    assert password.parent == database.urn
     (switch,) = run.of_type(COMMAND)
     assert switch.parent == service.urn
 
@@ -89,7 +144,7 @@ def test_components_parent_their_children(run):
 def test_images_are_built_locally_never_pushed(run):
     spec = load_stack(run.stack)
     images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
-    expected = {"cutover-proxy:1"} | {f"{spec.app_image}:{spec.version_of(c)}" for c in COLOURS}
+    expected = {"cutover-proxy:1", "cutover-postgres:15"} | {f"{spec.app_image}:{spec.version_of(c)}" for c in COLOURS}
     assert set(images) == expected
     for name, inputs in images.items():
         assert inputs["skipPush"] is True, name
@@ -101,6 +156,8 @@ def test_images_are_built_locally_never_pushed(run):
         assert app["build"]["context"] == "."
         assert app["build"]["dockerfile"] == "images/app/Dockerfile"
     assert images["cutover-proxy:1"]["build"]["context"] == "images/proxy"
+    assert images["cutover-postgres:15"]["build"]["context"] == "images/postgres"
+    assert images["cutover-postgres:15"]["build"]["dockerfile"] == "images/postgres/Dockerfile"
 
 
 def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
@@ -112,13 +169,16 @@ def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
     # Re-run whenever the proxy container is replaced (the mock id is "<name>-id").
     assert switch.inputs["triggers"] == [f"{proxy.name}-id"]
     waits_for = set(switch.dependencies)
+    # The proxy and every pool member; the database and the migrations come before the pools.
     for container in run.of_type(CONTAINER):
-        assert container.urn in waits_for, container.name
+        if _role(container) in ("proxy", "app"):
+            assert container.urn in waits_for, container.name
 
 
 def test_outputs_a_user_needs(run):
     spec = load_stack(run.stack)
     out = run.outputs
+    assert out["database_host"] == "db" and out["database_name"] == "cutover"
     assert out["live_colour"] == spec.live_colour
     assert out["live_url"] == spec.live_url()
     assert out["preview_url"] == spec.preview_url()
@@ -130,11 +190,15 @@ def test_outputs_a_user_needs(run):
         assert out[f"{colour}_image"] == image
         assert out[f"{colour}_image_digest"] == f"sha256:mock-{image}"
         assert out[f"{colour}_container_names"] == [f"cutover-{run.stack}-{colour}-{i}" for i in range(1, spec.pool_size + 1)]
+    # What `pulumi stack output` shows: the database's host, never its password.
+    assert set(run.exports) == {"databaseHost", "liveColor", "liveUrl", "previewUrl", "blue", "green", "switchOutput"}
+    assert run.exports["databaseHost"] == ("db", False)
 
 
 def test_one_app_image_per_distinct_version():
+    others = ("proxy-image", "database-image")
     shared = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.0.0"})
-    assert [r.name for r in shared.of_type(IMAGE) if r.name != "proxy-image"] == ["app-image-1.0.0"]
+    assert [r.name for r in shared.of_type(IMAGE) if r.name not in others] == ["app-image-1.0.0"]
     split = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.1.0"})
-    assert sorted(r.name for r in split.of_type(IMAGE) if r.name != "proxy-image") == ["app-image-1.0.0", "app-image-1.1.0"]
+    assert sorted(r.name for r in split.of_type(IMAGE) if r.name not in others) == ["app-image-1.0.0", "app-image-1.1.0"]
     assert split.outputs["green_image"] == "cutover-app:1.1.0"
