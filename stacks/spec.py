@@ -46,7 +46,7 @@ class SpecError(ValueError):
 
 
 def is_valid_version(version: str) -> bool:
-    return bool(_VERSION.match(version or ""))
+    return bool(_VERSION.fullmatch(version or ""))
 
 
 def other_colour(colour: str) -> str:
@@ -88,7 +88,9 @@ class StackSpec:
 
 def _url_host(bind_address: str) -> str:
     # A proxy bound to every interface is still reached locally through loopback.
-    return "127.0.0.1" if bind_address == "0.0.0.0" else bind_address
+    if bind_address in ("0.0.0.0", "::"):
+        return "127.0.0.1" if bind_address == "0.0.0.0" else "[::1]"
+    return f"[{bind_address}]" if ":" in bind_address else bind_address
 
 
 def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
@@ -163,7 +165,7 @@ class _Reader:
 def _int_between(low: int, high: int) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
         # Pulumi stores config set from the CLI as strings, so "3" is as good as 3.
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit())):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, str) and re.fullmatch(r"[0-9]+", value.strip()))):
             raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}.")
         number = int(value)
         if not low <= number <= high:
@@ -184,7 +186,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _pattern(regex: re.Pattern[str], meaning: str) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
-        if not isinstance(value, str) or not regex.match(value):
+        if not isinstance(value, str) or not regex.fullmatch(value):
             raise ValueError(f"must be {meaning}, got {value!r}.")
         return value
 
