@@ -9,8 +9,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
 from stacks.spec import StackSpec
-from stacks.topology import DATABASE_IMAGE, PROXY_IMAGE, app_image_ref
 
 # The classic builder, as the simulator uses: it builds FROM a base image that exists only in the
 # local engine (bootstrapped from Debian packages), where BuildKit would try a registry first.
@@ -19,46 +19,23 @@ BUILDER = docker.BuilderVersion.BUILDER_V1
 
 def app_image(spec: StackSpec, version: str, parent: pulumi.Resource) -> docker.Image:
     """The app artefact for ``version``: one image per version, shared by whichever colour runs it."""
-    return docker.Image(
-        f"app-image-{version}",
-        image_name=app_image_ref(spec, version),
-        build=docker.DockerBuildArgs(
-            context=".",
-            dockerfile="images/app/Dockerfile",
-            args={"APP_VERSION": version, "BASE_IMAGE": spec.base_image},
-            builder_version=BUILDER,
-        ),
-        skip_push=True,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    return _image(f"app-image-{version}", app_build(spec, version), parent)
 
 
 def proxy_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
-    return docker.Image(
-        "proxy-image",
-        image_name=PROXY_IMAGE,
-        build=docker.DockerBuildArgs(
-            context="images/proxy",
-            dockerfile="images/proxy/Dockerfile",
-            args={"BASE_IMAGE": spec.base_image},
-            builder_version=BUILDER,
-        ),
-        skip_push=True,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    return _image("proxy-image", proxy_build(spec), parent)
 
 
 def database_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
     """PostgreSQL from Debian's package, on the same base image as the app and the proxy."""
+    return _image("database-image", database_build(spec), parent)
+
+
+def _image(name: str, build: ImageBuild, parent: pulumi.Resource) -> docker.Image:
     return docker.Image(
-        "database-image",
-        image_name=DATABASE_IMAGE,
-        build=docker.DockerBuildArgs(
-            context="images/postgres",
-            dockerfile="images/postgres/Dockerfile",
-            args={"BASE_IMAGE": spec.base_image},
-            builder_version=BUILDER,
-        ),
+        name,
+        image_name=build.tag,
+        build=docker.DockerBuildArgs(context=build.context, dockerfile=build.dockerfile, args=dict(build.args), builder_version=BUILDER),
         skip_push=True,
         opts=pulumi.ResourceOptions(parent=parent),
     )

@@ -17,8 +17,8 @@ import docker
 import docker.errors
 
 from simulator.errors import CutoverError
+from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
 from stacks.spec import StackSpec
-from stacks.topology import DATABASE_IMAGE, PROXY_IMAGE, app_image_ref
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_IMAGE = "cutover/base:bookworm"
@@ -48,27 +48,21 @@ class ImageBuilder:
             raise CutoverError(f"could not build the base image {base}: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
 
     def ensure_proxy(self) -> str:
-        self.ensure_base()
-        self._build(REPO_ROOT / "images/proxy", "Dockerfile", PROXY_IMAGE, {})
-        return PROXY_IMAGE
+        return self._build(proxy_build(self.spec))
 
     def ensure_database(self) -> str:
-        self.ensure_base()
-        self._build(REPO_ROOT / "images/postgres", "Dockerfile", DATABASE_IMAGE, {})
-        return DATABASE_IMAGE
+        return self._build(database_build(self.spec))
 
     def ensure_app(self, version: str) -> str:
         """The artefact for ``version``: this source with the version baked in, or a prebuilt image."""
-        tag = app_image_ref(self.spec, version)
+        build = app_build(self.spec, version)
         try:
-            if (self.client.images.get(tag).labels or {}).get(BUILT_FROM_LABEL) != "source":
-                self.say(f"using prebuilt artefact {tag}")
-                return tag
+            if (self.client.images.get(build.tag).labels or {}).get(BUILT_FROM_LABEL) != "source":
+                self.say(f"using prebuilt artefact {build.tag}")
+                return build.tag
         except docker.errors.ImageNotFound:
             pass
-        self.ensure_base()
-        self._build(REPO_ROOT, "images/app/Dockerfile", tag, {"APP_VERSION": version})
-        return tag
+        return self._build(build)
 
     def _exists(self, ref: str) -> bool:
         try:
@@ -77,14 +71,17 @@ class ImageBuilder:
         except docker.errors.ImageNotFound:
             return False
 
-    def _build(self, context: Path, dockerfile: str, tag: str, args: dict[str, str]) -> None:
+    def _build(self, build: ImageBuild) -> str:
+        self.ensure_base()
+        tag = build.tag
         self.say(f"building {tag}")
         log: list[str] = []
         stream = self.client.api.build(
-            path=str(context),
-            dockerfile=dockerfile,
+            path=str(REPO_ROOT / build.context),
+            # The Docker API wants the Dockerfile relative to the context.
+            dockerfile=str(Path(build.dockerfile).relative_to(build.context)) if build.context != "." else build.dockerfile,
             tag=tag,
-            buildargs={"BASE_IMAGE": self.spec.base_image, **args},
+            buildargs=dict(build.args),
             rm=True,
             forcerm=True,
             labels={BUILT_FROM_LABEL: "source"},
@@ -96,3 +93,4 @@ class ImageBuilder:
             if "error" in chunk:
                 tail = "".join(log[-5:]).strip()
                 raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
+        return tag
