@@ -73,7 +73,7 @@ def test_long_request_survives_switch_and_redeploy_of_its_colour(ci_stack, sim):
 
     def long_request() -> None:
         try:
-            response = requests.get(f"{ci_stack.live_url()}/slow?ms=4000", timeout=60)
+            response = requests.get(f"{ci_stack.live_url()}/slow?ms=10000", timeout=60)
             outcome.update(status=response.status_code, colour=response.json()["colour"])
         except requests.RequestException as exc:  # recorded, then asserted below
             outcome.update(error=repr(exc))
@@ -90,7 +90,7 @@ def test_long_request_survives_switch_and_redeploy_of_its_colour(ci_stack, sim):
     worker.join(timeout=60)
     assert outcome == {"status": 200, "colour": started_on}
     # The switch waited for the request instead of cutting it off.
-    assert switched.drained and switched.drain_seconds >= 1.0, switched
+    assert switched.drained and switched.drain_seconds >= 2.0, switched
 
 
 def test_switch_to_unhealthy_idle_is_refused_and_changes_nothing(ci_stack, sim):

@@ -1,0 +1,179 @@
+"""Read-write deployments against a real PostgreSQL: no lost writes, gated and atomic migrations,
+rollback on the expanded schema, and no rollback once the schema is contracted."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import textwrap
+
+import docker
+import pytest
+import requests
+
+from simulator.operations import Simulator
+from stacks.spec import other_colour
+from stacks.topology import DATABASE_NAME, app_container_name, database_container_name
+from tests.conftest import REPO_ROOT, TEST_STACK, run_cli
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def sim(ci_stack) -> Simulator:
+    return Simulator(ci_stack, say=lambda line: None)
+
+
+def items_columns(spec) -> set[str]:
+    container = docker.from_env().containers.get(database_container_name(spec))
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'"
+    result = container.exec_run(["psql", "-tA", "-d", DATABASE_NAME, "-c", query], user="postgres")
+    assert result.exit_code == 0, result.output
+    return set(result.output.decode().split())
+
+
+def idle_container_ids(spec, sim) -> dict[str, str]:
+    client = docker.from_env()
+    idle = other_colour(sim.live_colour())
+    return {n: client.containers.get(n).id for n in (app_container_name(spec, idle, i) for i in range(1, spec.pool_size + 1))}
+
+
+def prebuilt_artefact(tag: str, migration_name: str, migration_source: str, drop: str | None = None) -> str:
+    """An artefact 'built elsewhere': the current source plus one extra migration, not rebuilt by us."""
+    base = "cutover-app:2.0.0"
+    assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0  # makes sure the base artefact exists
+    dockerfile = textwrap.dedent(
+        f"""
+        FROM {base}
+        {f"RUN rm /srv/app/migrations/versions/{drop}" if drop else ""}
+        COPY {migration_name} /srv/app/migrations/versions/{migration_name}
+        ENV APP_VERSION={tag.split(":", 1)[1]}
+        LABEL cutover.built-from=elsewhere
+        """
+    )
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for name, text in (("Dockerfile", dockerfile), (migration_name, textwrap.dedent(migration_source))):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker.from_env().images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    return tag
+
+
+def test_writes_survive_switch_and_rollback(ci_stack, tmp_path):
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.rehearsal", "--stack", TEST_STACK, "--users", "20", "--phase-seconds", "5",
+         "--mix", "read-write", "--to-version", "2.1.0-rw", "--steps", "deploy,switch,rollback,switch",
+         "--summary", str(summary_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    print(result.stdout)
+    summary = json.loads(summary_path.read_text())
+    assert summary["failures"] == 0, summary["failure_samples"]
+    assert summary["writes_acknowledged"] >= 200
+    assert summary["writes_lost"] == 0, summary["writes_missing_by_url"]
+    assert all(url_missing == 0 for url_missing in summary["writes_missing_by_url"].values())
+    assert len(summary["writes_missing_by_url"]) == 2  # checked through the live and the preview port
+    for phase in summary["phases"]:
+        assert phase["failures"] == 0 and phase["lost"] == 0, phase
+    assert sum(p["writes"] for p in summary["phases"]) == summary["writes_acknowledged"]
+    assert result.returncode == 0
+
+
+def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
+    tag = prebuilt_artefact(
+        "cutover-app:4.0.0-broken",
+        "0003_breaks_half_way.py",
+        '''
+        from alembic import op
+        revision = "0003"
+        down_revision = "0002"
+        phase = "expand"
+        release = 4
+        def upgrade():
+            op.execute("ALTER TABLE items ADD COLUMN half_done bigint")
+            op.execute("SELECT 1 / 0")
+        ''',
+        drop="0003_require_body_length.py",
+    )
+    live, revision, idle_ids = sim.live_colour(), sim.schema.current(), idle_container_ids(ci_stack, sim)
+
+    result = run_cli("deploy", "--stack", TEST_STACK, tag.split(":")[1])
+
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    assert "migration of 4.0.0-broken failed and was rolled back" in message and "division by zero" in message.lower()
+    assert "half_done" not in items_columns(ci_stack)
+    assert sim.schema.current() == revision
+    assert idle_container_ids(ci_stack, sim) == idle_ids  # the idle colour was never touched
+    assert sim.live_colour() == live
+    assert requests.get(f"{ci_stack.live_url()}/version", timeout=5).status_code == 200
+
+
+def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
+    tag = prebuilt_artefact(
+        "cutover-app:5.0.0-dropcol",
+        "0003_drop_body_length.py",
+        '''
+        from alembic import op
+        revision = "0003"
+        down_revision = "0002"
+        phase = "expand"
+        release = 5
+        def upgrade():
+            op.execute("ALTER TABLE items DROP COLUMN body_length")
+        ''',
+        drop="0003_require_body_length.py",
+    )
+    revision, idle_ids = sim.schema.current(), idle_container_ids(ci_stack, sim)
+
+    result = run_cli("deploy", "--stack", TEST_STACK, tag.split(":")[1])
+
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert "blocked by the migration lint gate" in message, message
+    assert "0003_drop_body_length.py: rule ban-drop-column at line" in message, message
+    assert "body_length" in items_columns(ci_stack)
+    assert sim.schema.current() == revision
+    assert idle_container_ids(ci_stack, sim) == idle_ids
+
+
+def test_rollback_works_on_expanded_schema_and_is_refused_after_finalize(ci_stack, sim):
+    # v1 live, v2 deployed with its expand migration, then switch and roll back: v1 on the new schema.
+    assert run_cli("deploy", "--stack", TEST_STACK, "1.0.0").returncode == 0
+    assert run_cli("switch", "--stack", TEST_STACK).returncode == 0
+    assert run_cli("deploy", "--stack", TEST_STACK, "2.2.0").returncode == 0
+    assert "body_length" in items_columns(ci_stack)
+    assert run_cli("switch", "--stack", TEST_STACK).returncode == 0
+    rolled_back = run_cli("rollback", "--stack", TEST_STACK)
+    assert rolled_back.returncode == 0, rolled_back.stderr
+    live = requests.get(f"{ci_stack.live_url()}/version", timeout=5).json()
+    assert live["version"] == "1.0.0"
+    created = requests.post(f"{ci_stack.live_url()}/items", json={"body": "v1 on the expanded schema"}, timeout=5)
+    assert created.status_code == 201
+    assert requests.get(f"{ci_stack.live_url()}/items/{created.json()['id']}", timeout=5).status_code == 200
+
+    # Go forward again and give up rollback: the v1 colour is retired, the contract step runs.
+    assert run_cli("switch", "--stack", TEST_STACK).returncode == 0
+    finalized = run_cli("finalize", "--stack", TEST_STACK)
+    assert finalized.returncode == 0, finalized.stderr
+    assert sim.schema.current() == "0003"
+    entries = [e for e in sim.ledger.entries() if e["action"] == "finalize"]
+    assert entries[-1]["outcome"] == "ok" and entries[-1]["applied"] == ["0003"]
+
+    refused = run_cli("rollback", "--stack", TEST_STACK)
+    assert refused.returncode == 1
+    assert "refusing to switch" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert requests.get(f"{ci_stack.live_url()}/version", timeout=5).json()["version"] == "2.2.0"
+
+    redeploy_old = run_cli("deploy", "--stack", TEST_STACK, "1.0.0")
+    assert redeploy_old.returncode == 1
+    assert "version 1.0.0 cannot run on the database" in redeploy_old.stderr
