@@ -24,6 +24,7 @@ REQUIRED_KEYS = (
     "docker:host",
     "cutover:poolSize",
     "cutover:bindAddress",
+    "cutover:previewBindAddress",
     "cutover:livePort",
     "cutover:previewPort",
     "cutover:appImage",
@@ -61,6 +62,7 @@ class StackSpec:
     docker_host: str
     pool_size: int
     bind_address: str
+    preview_bind_address: str
     live_port: int
     preview_port: int
     app_image: str
@@ -83,7 +85,7 @@ class StackSpec:
         return f"http://{_url_host(self.bind_address)}:{self.live_port}"
 
     def preview_url(self) -> str:
-        return f"http://{_url_host(self.bind_address)}:{self.preview_port}"
+        return f"http://{_url_host(self.preview_bind_address)}:{self.preview_port}"
 
 
 def _url_host(bind_address: str) -> str:
@@ -129,6 +131,7 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         docker_host=reader.get("docker:host", _docker_host),
         pool_size=reader.get("cutover:poolSize", _int_between(1, 20)),
         bind_address=reader.get("cutover:bindAddress", _ip_address),
+        preview_bind_address=reader.get("cutover:previewBindAddress", _ip_address),
         live_port=reader.get("cutover:livePort", _int_between(1, 65535)),
         preview_port=reader.get("cutover:previewPort", _int_between(1, 65535)),
         app_image=reader.get("cutover:appImage", _pattern(_IMAGE_REPO, "an image repository like 'cutover-app'")),

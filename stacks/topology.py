@@ -147,7 +147,8 @@ def proxy_container(spec: StackSpec) -> ContainerSpec:
         hostname="proxy",
         ports=(
             PortSpec(LIVE_CONTAINER_PORT, spec.live_port, spec.bind_address),
-            PortSpec(PREVIEW_CONTAINER_PORT, spec.preview_port, spec.bind_address),
+            # The preview serves a version nobody has released yet: by default only to this machine.
+            PortSpec(PREVIEW_CONTAINER_PORT, spec.preview_port, spec.preview_bind_address),
         ),
         healthcheck=HealthcheckSpec(
             test=("CMD", "/usr/local/bin/proxy-healthcheck"),

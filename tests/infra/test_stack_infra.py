@@ -97,7 +97,7 @@ def test_published_ports_are_bound_to_the_bind_address_only(ci_stack, proxy_cont
     assert ci_stack.bind_address == "127.0.0.1"
     expected = {
         f"{LIVE_CONTAINER_PORT}/tcp": [{"HostIp": ci_stack.bind_address, "HostPort": str(ci_stack.live_port)}],
-        f"{PREVIEW_CONTAINER_PORT}/tcp": [{"HostIp": ci_stack.bind_address, "HostPort": str(ci_stack.preview_port)}],
+        f"{PREVIEW_CONTAINER_PORT}/tcp": [{"HostIp": ci_stack.preview_bind_address, "HostPort": str(ci_stack.preview_port)}],
     }
     proxy_container.reload()
     # What was asked for, and what the engine actually bound.

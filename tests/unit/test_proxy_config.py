@@ -125,7 +125,7 @@ def test_admin_socket_is_not_published(spec):
     proxy = proxy_container(spec)
     assert sorted(p.internal for p in proxy.ports) == [LIVE_CONTAINER_PORT, PREVIEW_CONTAINER_PORT]
     assert {p.external for p in proxy.ports} == {spec.live_port, spec.preview_port}
-    assert {p.ip for p in proxy.ports} == {spec.bind_address}
+    assert {p.internal: p.ip for p in proxy.ports} == {LIVE_CONTAINER_PORT: spec.bind_address, PREVIEW_CONTAINER_PORT: spec.preview_bind_address}
 
 
 def test_frontends_route_by_the_colour_map(spec):

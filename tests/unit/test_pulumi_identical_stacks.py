@@ -28,6 +28,7 @@ ENVIRONMENT_KEYS = {
     "docker:host": "each stack talks to its own Docker engine",
     "cutover:poolSize": "prod carries more load; the number of containers per colour follows it",
     "cutover:bindAddress": "prod serves other machines, dev and ci only the local one",
+    "cutover:previewBindAddress": "where smoke tests run from; loopback in all three today",
     "cutover:livePort": "stacks sharing one machine need their own ports",
     "cutover:previewPort": "stacks sharing one machine need their own ports",
 }
@@ -42,7 +43,7 @@ ALLOWED_INPUT_DIFFERENCES = {
     (DOCKER_PROVIDER, r"host"): "docker:host",
     (COMMAND, r"environment\.DOCKER_HOST"): "docker:host",
     (CONTAINER, r"ports\.\d+\.external"): "cutover:livePort / cutover:previewPort",
-    (CONTAINER, r"ports\.\d+\.ip"): "cutover:bindAddress",
+    (CONTAINER, r"ports\.\d+\.ip"): "cutover:bindAddress / cutover:previewBindAddress",
     # A digest of the container's own inputs, so it moves with every allowed difference above.
     (CONTAINER, r"labels\.cutover\.fingerprint"): "the allowed differences above",
 }
