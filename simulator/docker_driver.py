@@ -15,7 +15,7 @@ from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
 from stacks.docker_objects import stack_labels, stack_network
 from stacks.spec import PROJECT, StackSpec
-from stacks.topology import ContainerSpec, network_name
+from stacks.topology import ContainerSpec, network_name, stack_containers
 
 SECOND_NS = 1_000_000_000
 
@@ -65,6 +65,16 @@ class DockerDriver:
             return self.client.containers.get(name)
         except docker.errors.NotFound:
             raise CutoverError(f"container {name} does not exist; run 'cutover up --stack {self.spec.stack}' first.") from None
+
+    def secret_in_use(self, secret: str) -> str | None:
+        """The value a running container of the stack was given for ``secret``, if any."""
+        wanted = {c.name: {var for var, name in c.secret_env if name == secret} for c in stack_containers(self.spec)}
+        for container in self.stack_containers():
+            for entry in container.attrs["Config"].get("Env") or []:
+                var, _, value = entry.partition("=")
+                if var in wanted.get(container.name, ()):
+                    return value
+        return None
 
     def health(self, name: str) -> str:
         """Docker's health status for a container: starting, healthy, unhealthy or missing."""

@@ -20,7 +20,7 @@ from simulator.schema import Schema
 from simulator.secrets_store import SecretStore
 from simulator.smoke import smoke_test, smoke_write_read
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
-from stacks.topology import APP_STOP_TIMEOUT_S, database_container_name, proxy_container_name
+from stacks.topology import APP_STOP_TIMEOUT_S, DB_PASSWORD_SECRET, database_container_name, database_volume, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
 
@@ -77,7 +77,7 @@ class Simulator:
         self.spec = spec
         self.say = say
         self.client = connect()
-        self.secrets = SecretStore(spec.stack)
+        self.secrets = SecretStore(spec.stack, recover=self._recover_secret)
         self.driver = DockerDriver(self.client, spec, self.secrets.get)
         self.images = ImageBuilder(self.client, spec, say)
         self.schema = Schema(self.driver)
@@ -86,6 +86,17 @@ class Simulator:
     @classmethod
     def for_stack(cls, stack: str, say: Callable[[str], None] = print) -> "Simulator":
         return cls(load_stack(stack), say)
+
+    def _recover_secret(self, name: str) -> str | None:
+        """A secret this state directory lacks: take it from the stack's containers, or refuse to
+        invent a new password for a database volume that was created with another one."""
+        value = self.driver.secret_in_use(name)
+        if value is None and name == DB_PASSWORD_SECRET and database_volume(self.spec) in self.driver.observe().volumes:
+            raise CutoverError(
+                f"the database volume {database_volume(self.spec)} exists but its password is not in {self.secrets.directory}; "
+                f"point CUTOVER_STATE_DIR at the state it was created with, or remove it with 'cutover down --stack {self.spec.stack} --volumes'."
+            )
+        return value
 
     # -- queries --------------------------------------------------------------------------------
 

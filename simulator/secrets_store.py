@@ -9,20 +9,24 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Callable
 
 from simulator.ledger import state_dir
 
 
 class SecretStore:
-    def __init__(self, stack: str) -> None:
+    def __init__(self, stack: str, recover: Callable[[str], str | None] = lambda name: None) -> None:
+        """``recover(name)`` finds a secret already in use (e.g. in a running container) when this
+        state directory has none, or raises when one must exist but cannot be found."""
         self.directory = state_dir(stack) / "secrets"
+        self._recover = recover
 
     def get(self, name: str) -> str:
         path = self.directory / name
         if not path.exists():
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             # Letters and digits only: safe in URLs, environment and SQL literals alike.
-            value = secrets.token_hex(24)
+            value = self._recover(name) or secrets.token_hex(24)
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "w") as handle:
                 handle.write(value)

@@ -1,48 +1,22 @@
 """Fixtures for the testinfra checks of the running `ci` stack.
 
-The checks never build or change the stack themselves. ``ci_stack`` makes sure it is up with the
-same idempotent `cutover up` a user runs (a no-op when it already is), unless
-``CUTOVER_TEST_STACK_UP=1`` says the caller has brought it up already. It overrides the
-``ci_stack`` of ``tests/conftest.py`` for this directory: that one starts from a fresh stack and
-takes it down afterwards, which a read-only verification must not do.
+The checks never change the stack themselves: they read the `ci` stack that the session fixture
+``ci_stack`` (tests/conftest.py) brings up fresh for the whole run, the same one the integration
+tests then exercise.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import docker
 import docker.errors
 import pytest
 import testinfra
 
-from stacks.spec import StackSpec, load_stack
 from stacks.topology import proxy_container_name
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STACK = "ci"
-# `cutover` refuses (rather than queues) a second changing command on a stack; wait that one out.
-LOCK_BUSY = "another cutover command is changing stack"
-UP_TIMEOUT_S = 1200
-LOCK_WAIT_S = 300
 HEALTHY_WAIT_S = 120
-
-
-def _bring_up(stack: str) -> subprocess.CompletedProcess:
-    """`cutover up --stack <stack>` (idempotent: a no-op when the stack is already as the spec says)."""
-    deadline = time.monotonic() + LOCK_WAIT_S
-    while True:
-        result = subprocess.run(
-            [sys.executable, "-m", "simulator", "up", "--stack", stack],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=UP_TIMEOUT_S,
-        )
-        if result.returncode == 0 or LOCK_BUSY not in result.stderr or time.monotonic() > deadline:
-            return result
-        time.sleep(5)
 
 
 @pytest.fixture(scope="session")
@@ -53,17 +27,6 @@ def docker_client() -> docker.DockerClient:
     except docker.errors.DockerException as exc:
         pytest.fail(f"the infra tests need a Docker engine ({exc.__class__.__name__}); deselect them with -m 'not docker'.")
     return client
-
-
-@pytest.fixture(scope="session")
-def ci_stack(docker_client) -> StackSpec:
-    """The `ci` stack's spec, with the stack up (brought up here unless CUTOVER_TEST_STACK_UP=1)."""
-    spec = load_stack(STACK)
-    if os.environ.get("CUTOVER_TEST_STACK_UP") != "1":
-        result = _bring_up(STACK)
-        if result.returncode != 0:
-            pytest.fail(f"cutover up --stack {STACK} failed (exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return spec
 
 
 def _wait_healthy(client: docker.DockerClient, name: str, timeout_s: float = HEALTHY_WAIT_S):
