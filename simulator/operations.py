@@ -132,6 +132,9 @@ class Simulator:
             actions = self.plan_up()
             if not actions:
                 return []
+            # Settle the password before anything is created: afterwards a fresh database volume
+            # would look like an old one whose password went missing.
+            self.secrets.get(DB_PASSWORD_SECRET)
             self.images.ensure_proxy()
             self.images.ensure_database()
             versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
