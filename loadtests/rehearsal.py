@@ -32,7 +32,8 @@ from simulator.operations import Simulator
 from stacks.spec import SpecError
 
 STEPS = ("deploy", "switch", "rollback")
-console = Console(soft_wrap=True)
+# Wide enough for the tables when the output is a log file rather than a terminal.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

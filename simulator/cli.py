@@ -15,7 +15,7 @@ from rich.table import Table
 from simulator.errors import CutoverError
 from stacks.spec import SpecError
 
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
 
 stack_option = click.option(
@@ -133,16 +133,19 @@ def status(stack: str, as_json: bool) -> None:
 @click.option("--from-version", default=None, help="Version expected live at the start (default: what runs now).")
 @click.option("--to-version", default=None, help="Version deployed to the idle colour (default: live major + 1).")
 @click.option("--steps", default="deploy,switch,rollback,switch", show_default=True, help="The scenario: deploy, switch and rollback steps, comma-separated.")
+@click.option("--mix", type=click.Choice(["read-write", "read"]), default="read-write", show_default=True,
+              help="read-write: users also write items and read them back (every 201 is checked afterwards); read: reads only.")
 @click.option("--out", default=None, help="Where to write the per-request record (CSV).")
-def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, out: str | None) -> None:
+def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, mix: str, out: str | None) -> None:
     """Rehearse a cutover under Locust load: deploy, switch, roll back, switch again; report per phase.
 
-    Exits non-zero if a single request failed.
+    Exits non-zero if a single request failed, an acknowledged write is missing afterwards, or a
+    request sent after a flip reached the old colour.
     """
     # Locust patches the standard library with gevent at import time; it gets a process of its own
     # so that never leaks into this one.
     command = [sys.executable, "-m", "loadtests.rehearsal", "--stack", stack, "--users", str(users),
-               "--phase-seconds", str(phase_seconds), "--steps", steps]
+               "--phase-seconds", str(phase_seconds), "--steps", steps, "--mix", mix]
     if to_version:
         command += ["--to-version", to_version]
     if from_version:
