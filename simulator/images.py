@@ -57,8 +57,10 @@ class ImageBuilder:
         """The artefact for ``version``: this source with the version baked in, or a prebuilt image."""
         build = app_build(self.spec, version)
         try:
-            if (self.client.images.get(build.tag).labels or {}).get(BUILT_FROM_LABEL) != "source":
+            image = self.client.images.get(build.tag)
+            if (image.labels or {}).get(BUILT_FROM_LABEL) != "source":
                 self.say(f"using prebuilt artefact {build.tag}")
+                _check_baked_version(image, build.tag, version)
                 return build.tag
         except docker.errors.ImageNotFound:
             pass
@@ -94,3 +96,10 @@ class ImageBuilder:
                 tail = "".join(log[-5:]).strip()
                 raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
         return tag
+
+
+def _check_baked_version(image, tag: str, version: str) -> None:
+    """A prebuilt artefact must be the version its tag says, or every later gate checks the wrong one."""
+    env = dict(entry.partition("=")[::2] for entry in image.attrs["Config"].get("Env") or [])
+    if env.get("APP_VERSION") != version:
+        raise CutoverError(f"artefact {tag} reports APP_VERSION={env.get('APP_VERSION')!r}, not {version!r}; rebuild or retag it.")

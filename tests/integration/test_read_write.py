@@ -146,6 +146,25 @@ def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
     assert idle_container_ids(ci_stack, sim) == idle_ids
 
 
+def test_prebuilt_artefact_of_another_version_is_refused_before_anything_changes(ci_stack, sim):
+    assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0  # the image to mislabel
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        data = b"FROM cutover-app:2.0.0\nLABEL cutover.built-from=elsewhere\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    docker.from_env().images.build(fileobj=context, custom_context=True, tag="cutover-app:6.0.0-mislabelled", rm=True)
+    idle_ids = idle_container_ids(ci_stack, sim)
+
+    result = run_cli("deploy", "--stack", TEST_STACK, "6.0.0-mislabelled")
+
+    assert result.returncode == 1
+    assert "reports APP_VERSION='2.0.0', not '6.0.0-mislabelled'" in result.stderr
+    assert idle_container_ids(ci_stack, sim) == idle_ids
+
+
 def test_rollback_works_on_expanded_schema_and_is_refused_after_finalize(ci_stack, sim):
     # v1 live, v2 deployed with its expand migration, then switch and roll back: v1 on the new schema.
     assert run_cli("deploy", "--stack", TEST_STACK, "1.0.0").returncode == 0
