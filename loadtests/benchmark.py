@@ -37,11 +37,11 @@ from email.message import Message
 from pathlib import Path
 
 import docker.errors
-from locust import FastHttpUser, constant, task
+from locust import task
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.locustfile import ReadingUser
+from loadtests.locustfile import KeepAliveUser, ReadingUser
 from loadtests.report import percentile
 from simulator.docker_driver import connect
 from simulator.errors import CutoverError
@@ -56,16 +56,8 @@ CLIENT_BOUND_CPU = 90.0  # Locust's own warning threshold
 console = Console(soft_wrap=True)
 
 
-class VersionUser(FastHttpUser):
-    """One keep-alive connection per user, reading /version back to back; never retries."""
-
-    wait_time = constant(0)
-    max_retries = 0
-    network_timeout = 30.0
-    connection_timeout = 5.0
-
-    def context(self) -> dict:
-        return {"user": id(self)}
+class VersionUser(KeepAliveUser):
+    """Reads /version back to back: the proxy's own cost, with nothing slow in the mix."""
 
     @task
     def read_version(self) -> None:

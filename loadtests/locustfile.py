@@ -10,17 +10,21 @@ import random
 from locust import FastHttpUser, constant, task
 
 
-class ReadingUser(FastHttpUser):
-    """Reads only: the read-only deployment case, and the highest request rate."""
+class KeepAliveUser(FastHttpUser):
+    """One keep-alive connection, requests back to back, never a retry: a failure counts as dropped."""
 
+    abstract = True
     wait_time = constant(0)
-    # Our load generator never retries: a request that fails counts as dropped.
     max_retries = 0
     network_timeout = 30.0
     connection_timeout = 5.0
 
     def context(self) -> dict:
         return {"user": id(self)}
+
+
+class ReadingUser(KeepAliveUser):
+    """Reads only: the read-only deployment case, and the highest request rate."""
 
     @task(20)
     def read_version(self) -> None:
