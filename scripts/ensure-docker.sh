@@ -16,6 +16,13 @@ if ! command -v dockerd >/dev/null; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io
 fi
+# A dockerd that was killed leaves its pid file behind; if that pid now belongs to another
+# process, a new dockerd would refuse to start.
+pidfile=/var/run/docker.pid
+pid=$(cat "$pidfile" 2>/dev/null || true)
+if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
+  rm -f "$pidfile"
+fi
 log=/var/log/cutover-dockerd.log
 echo "docker engine: starting dockerd (log: $log)"
 nohup dockerd >"$log" 2>&1 &
