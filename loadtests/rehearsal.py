@@ -24,14 +24,17 @@ from rich.table import Table
 
 import requests
 
-from loadtests.locustfile import USER_MIXES
 from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, flip_figures, phase_figures, write_csv
 from simulator.errors import CutoverError
 from simulator.ledger import state_dir
+from loadtests.users import excluded_tags, rehearsal_users
 from simulator.operations import Simulator
+from simulator.smoke import TIMEOUT_S
+from stacks.app import AppSpec
 from stacks.spec import SpecError
 
 STEPS = ("deploy", "switch", "rollback")
+MIXES = ("read-write", "read")
 # Wide enough for the tables when the output is a log file rather than a terminal.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
@@ -45,8 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--from-version", default=None)
     parser.add_argument("--steps", default="deploy,switch,rollback,switch",
                         help="comma-separated steps, each one of: deploy, switch, rollback")
-    parser.add_argument("--mix", choices=sorted(USER_MIXES), default="read-write",
-                        help="what each user does: read (version and slow reads) or read-write (also writes and reads back items)")
+    parser.add_argument("--mix", choices=MIXES, default="read-write",
+                        help="read-write: everything the users do; read: leaves out tasks tagged 'write' (and the write probe)")
     parser.add_argument("--max-requests", type=int, default=500_000, help="stop the load after this many requests")
     parser.add_argument("--out", default=None, help="CSV file for the per-request record")
     parser.add_argument("--summary", default=None, help="also write the figures as JSON here")
@@ -74,7 +77,18 @@ def rehearse(args: argparse.Namespace) -> dict:
 
     # Bounded by design: the time budget covers every step generously and the load stops itself.
     budget_s = args.phase_seconds * (len(args.steps) + 1) + 120 * args.steps.count("deploy") + 60 * len(args.steps)
-    load = LoadRun(sim.spec.live_url(), args.users, max_seconds=budget_s, max_requests=args.max_requests, user_class=USER_MIXES[args.mix])
+    app = sim.spec.app
+    load = LoadRun(
+        sim.spec.live_url(),
+        args.users,
+        max_seconds=budget_s,
+        max_requests=args.max_requests,
+        user_classes=rehearsal_users(app),
+        write_probe=app.write_probe,
+        exclude_tags=excluded_tags(args.mix),
+    )
+    users_from = f"the app's locustfile {app.locustfile}" if app.locustfile else "the app's smoke checks" + (" and write probe" if app.write_probe else "")
+    console.print(f"  load: {users_from}")
     flips: list[tuple[str, str, float, int]] = []
     step_starts: list[float] = []
     load.begin_phase(f"0 baseline ({status.live} {status.pools[status.live].version})")
@@ -102,7 +116,7 @@ def rehearse(args: argparse.Namespace) -> dict:
     records = load.records
     # Every write that was acknowledged must be readable afterwards, through both colours.
     acked = acknowledged_writes(records)
-    missing = {url: acked - stored_item_ids(url) for url in (sim.spec.live_url(), sim.spec.preview_url())}
+    missing = {url: missing_writes(app, url, acked) for url in (sim.spec.live_url(), sim.spec.preview_url())} if acked else {}
     lost = frozenset().union(*missing.values())
     phases = phase_figures(records, lost)
     step_starts.append(float("inf"))
@@ -135,21 +149,21 @@ def rehearse(args: argparse.Namespace) -> dict:
     return summary
 
 
-def stored_item_ids(base_url: str, page: int = 1000) -> set[int]:
-    """Every item id the service at ``base_url`` can read, paging through GET /items."""
-    ids: set[int] = set()
-    after = 0
+def missing_writes(app: AppSpec, base_url: str, acknowledged: set) -> set:
+    """The acknowledged writes the app at ``base_url`` cannot read back (its write probe's read request)."""
+    probe = app.write_probe
+    assert probe is not None  # writes are only ever acknowledged through a probe
+    missing = set()
     with requests.Session() as session:
-        for _ in range(100_000):  # bounded: at most 100 million items
-            response = session.get(f"{base_url}/items", params={"after": after, "limit": page}, timeout=30)
-            if response.status_code != 200:
-                raise CutoverError(f"reading back the items through {base_url} failed: HTTP {response.status_code}.")
-            items = response.json()["items"]
-            if not items:
-                return ids
-            ids.update(item["id"] for item in items)
-            after = items[-1]["id"]
-    return ids
+        for item_id in sorted(acknowledged, key=str):  # bounded by what the run acknowledged
+            try:
+                response = session.request(probe.read.method, base_url + probe.read_path(item_id), timeout=TIMEOUT_S)
+            except requests.RequestException:
+                missing.add(item_id)
+                continue
+            if response.status_code != probe.read.expect_status:
+                missing.add(item_id)
+    return missing
 
 
 def next_version(version: str) -> str:

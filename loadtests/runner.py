@@ -16,7 +16,9 @@ from locust.event import Events
 
 from locust import User
 
-from loadtests.locustfile import ReadWriteUser
+from simulator.smoke import created_id
+from stacks.app import WriteProbe
+from stacks.proxy_config import COLOUR_HEADER, VERSION_HEADER
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,7 @@ class RequestRecord:
     latency_ms: float
     user: int
     error: str
-    item_id: int | None = None  # the id a POST /items got with its 201: a write we must not lose
+    item_id: object = None  # the id the app's write probe request got back: a write we must not lose
 
     @property
     def failed(self) -> bool:
@@ -41,7 +43,16 @@ class RequestRecord:
 class LoadRun:
     """A bounded Locust run: it stops by itself after ``max_seconds`` or ``max_requests``."""
 
-    def __init__(self, host: str, users: int, max_seconds: float, max_requests: int, user_class: type[User] = ReadWriteUser) -> None:
+    def __init__(
+        self,
+        host: str,
+        users: int,
+        max_seconds: float,
+        max_requests: int,
+        user_classes: list[type[User]],
+        write_probe: WriteProbe | None = None,
+        exclude_tags: list[str] | None = None,
+    ) -> None:
         self.records: list[RequestRecord] = []
         # (wall-clock start, name) of each phase; a request belongs to the phase it was *sent* in.
         self._phase_starts: list[float] = [0.0]
@@ -49,10 +60,18 @@ class LoadRun:
         self.max_seconds = max_seconds
         self.max_requests = max_requests
         self.users = users
+        self.write_probe = write_probe
         events = Events()
         events.request.add_listener(self._on_request)
         # stop_timeout: on quit, users finish the request in hand instead of being killed mid-flight.
-        self.env = Environment(user_classes=[user_class], host=host, events=events, catch_exceptions=False, stop_timeout=35)
+        self.env = Environment(
+            user_classes=[_identified(c) for c in user_classes],
+            host=host,
+            events=events,
+            catch_exceptions=False,
+            stop_timeout=35,
+            exclude_tags=exclude_tags,
+        )
         self.runner = self.env.create_local_runner()
         self._guard: gevent.Greenlet | None = None
         self.stopped_because = ""
@@ -68,12 +87,13 @@ class LoadRun:
                 phase=self.phase_at(start_time or now),
                 name=name,
                 status=status,
-                version=headers.get("X-App-Version", "") if status else "",
-                colour=headers.get("X-App-Colour", "") if status else "",
+                # Who served it, as the proxy says: no app has to tell.
+                version=headers.get(VERSION_HEADER, "") if status else "",
+                colour=headers.get(COLOUR_HEADER, "") if status else "",
                 latency_ms=round(response_time or 0.0, 3),
-                user=(context or {}).get("user", 0),
+                user=(context or {}).get(USER_KEY, 0),
                 error=f"{exception.__class__.__name__}: {exception}" if exception else "",
-                item_id=_acknowledged_id(name, status, response),
+                item_id=self._acknowledged_id(request_type, name, status, response),
             )
         )
         if len(self.records) >= self.max_requests and not self.stopped_because:
@@ -116,10 +136,23 @@ class LoadRun:
         self.runner.greenlet.join(timeout=60)
 
 
-def _acknowledged_id(name: str, status: int, response) -> int | None:
-    if name != "POST /items" or status != 201:
-        return None
-    try:
-        return int(response.json()["id"])
-    except (ValueError, KeyError, TypeError):
-        return None
+    def _acknowledged_id(self, method: str, name: str, status: int, response) -> object:
+        """The id a request matching the app's write probe got back with the expected status."""
+        probe = self.write_probe
+        if probe is None or method != probe.create.method or name not in (probe.create.describe(), probe.create.path):
+            return None
+        if status != probe.create.expect_status:
+            return None
+        return created_id(response, probe)
+
+
+USER_KEY = "cutover_user"
+
+
+def _identified(user_class: type[User]) -> type[User]:
+    """The same user, with its identity in every request's context (the per-flip analysis needs it)."""
+
+    def context(self) -> dict:
+        return {**user_class.context(self), USER_KEY: id(self)}
+
+    return type(user_class.__name__, (user_class,), {"context": context, "__module__": user_class.__module__})

@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.errors import CutoverError
-from stacks.spec import SpecError
+from stacks.app import AppError
+from stacks.spec import STACKS_DIR_ENV, SpecError
 
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -41,7 +42,7 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (CutoverError, SpecError) as exc:
+        except (CutoverError, SpecError, AppError) as exc:
             _fail(str(exc))
         except docker.errors.APIError as exc:
             # The engine refused something we asked for: say what, without a traceback.
@@ -49,12 +50,22 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option(
+    "--stacks-dir", type=click.Path(file_okay=False, dir_okay=True), default=None, envvar=STACKS_DIR_ENV,
+    help="Directory of your Pulumi.<stack>.yaml files (default: this project's stacks/). Also $CUTOVER_STACKS_DIR.",
+)
+def main(stacks_dir: str | None) -> None:
     """Blue/green stacks on the local Docker engine, and cutovers proven under load.
 
-    Every command takes --stack (default dev). Traffic enters on the stack's live port; the idle
-    colour answers on the preview port.
+    Every command takes --stack (default dev). A stack file names the app it deploys
+    (cutover:app, an app definition: docs/app.md). Traffic enters on the stack's live port; the
+    idle colour answers on the preview port.
     """
+    if stacks_dir:
+        if not os.path.isdir(stacks_dir):
+            raise CutoverError(f"--stacks-dir {stacks_dir} is not a directory.")
+        # Through the environment, so the rehearsal's own process reads the same stacks.
+        os.environ[STACKS_DIR_ENV] = os.path.abspath(stacks_dir)
 
 
 @main.command()

@@ -15,7 +15,7 @@ from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
 from stacks.docker_objects import stack_labels, stack_network
 from stacks.spec import PROJECT, StackSpec
-from stacks.topology import ContainerSpec, network_name, stack_containers
+from stacks.topology import SECRET_PLACEHOLDER, ContainerSpec, network_name, secret_value, stack_containers
 
 SECOND_NS = 1_000_000_000
 
@@ -68,23 +68,31 @@ class DockerDriver:
 
     def secret_in_use(self, secret: str) -> str | None:
         """The value a running container of the stack was given for ``secret``, if any."""
-        wanted = {c.name: {var for var, name in c.secret_env if name == secret} for c in stack_containers(self.spec)}
+        wanted = {c.name: {var: template for var, name, template in c.secret_env if name == secret} for c in stack_containers(self.spec)}
         for container in self.stack_containers():
+            templates = wanted.get(container.name, {})
             for entry in container.attrs["Config"].get("Env") or []:
                 var, _, value = entry.partition("=")
-                if var in wanted.get(container.name, ()):
-                    return value
+                if var in templates:
+                    # The template around the secret (a URL, say) is known: take out what is not it.
+                    prefix, _, suffix = templates[var].partition(SECRET_PLACEHOLDER)
+                    if value.startswith(prefix) and value.endswith(suffix) and len(value) > len(prefix) + len(suffix):
+                        return value[len(prefix) : len(value) - len(suffix)]
         return None
 
     def health(self, name: str) -> str:
-        """Docker's health status for a container: starting, healthy, unhealthy or missing."""
+        """Docker's health status for a container: starting, healthy, unhealthy, stopped or missing.
+
+        A running container whose app declares no Docker health check counts as healthy here; the
+        proxy's HTTP check, which every app has, is the gate that decides whether it gets traffic.
+        """
         try:
             state = self.client.api.inspect_container(name)["State"]
         except docker.errors.NotFound:
             return "missing"
         if not state.get("Running"):
             return "stopped"
-        return state.get("Health", {}).get("Status", "none")
+        return state.get("Health", {}).get("Status", "healthy")
 
     # -- acting -------------------------------------------------------------------------------
 
@@ -120,12 +128,13 @@ class DockerDriver:
             image=spec.image,
             name=spec.name,
             hostname=spec.hostname,
-            environment={**dict(spec.env), **{var: self._secret(name) for var, name in spec.secret_env}},
+            environment={**dict(spec.env), **{var: secret_value(template, self._secret(name)) for var, name, template in spec.secret_env}},
             command=list(spec.command) or None,
             labels=spec.labels_with_fingerprint(),
             ports=[p.internal for p in spec.ports],
             host_config=host_config,
             networking_config=networking,
+            stop_signal=spec.stop_signal,
             stop_timeout=spec.stop_timeout_s,
             healthcheck={
                 "test": list(health.test),
@@ -154,6 +163,25 @@ class DockerDriver:
             stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
             stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
             return exit_code, stdout, stderr
+        finally:
+            container.remove(force=True)
+
+    def files_in_image(self, image: str, directory: str, suffix: str) -> dict[str, str]:
+        """The text of every ``*suffix`` file directly in ``directory`` of ``image``, read without
+        running anything in it (a created, never started container, then removed)."""
+        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.role": "inspect"})
+        try:
+            try:
+                stream, _ = container.get_archive(directory.rstrip("/") + "/.")
+            except docker.errors.NotFound:
+                raise CutoverError(f"image {image} has no directory {directory} (the app's migrations.sql_dir).") from None
+            archive = tarfile.open(fileobj=io.BytesIO(b"".join(stream)))
+            files = {}
+            for member in archive.getmembers():
+                name = member.name.removeprefix("./")
+                if member.isfile() and "/" not in name and name.endswith(suffix):
+                    files[name] = archive.extractfile(member).read().decode(errors="replace")
+            return files
         finally:
             container.remove(force=True)
 

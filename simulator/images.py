@@ -1,10 +1,11 @@
 """Building the stack's images on the local engine: the root base image, the proxy, the database,
 the app artefacts.
 
-Images we build from this repository are rebuilt on every use (Docker's layer cache makes an
-unchanged build take a second or two), so a tag never lags behind the source. An app image that
-exists but was *not* built by us (its ``cutover.built-from`` label is not ``source``: built by CI and loaded, say) is
-a finished artefact and is deployed exactly as it is.
+Images built from source are rebuilt on every use (Docker's layer cache makes an unchanged build
+take a second or two), so a tag never lags behind the source. An app image that exists but was
+*not* built by us (its ``cutover.built-from`` label is not ``source``: built by CI and loaded, say)
+is a finished artefact and is deployed exactly as it is; so is every image of an app that declares
+``image.repository`` instead of a build.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import docker.errors
 from simulator.errors import CutoverError
 from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
 from stacks.spec import StackSpec
+from stacks.topology import app_image_ref
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_IMAGE = "cutover/base:bookworm"
@@ -54,16 +56,20 @@ class ImageBuilder:
         return self._build(database_build(self.spec))
 
     def ensure_app(self, version: str) -> str:
-        """The artefact for ``version``: this source with the version baked in, or a prebuilt image."""
+        """The artefact for ``version``: built from the app's declared context, or a prebuilt image."""
+        tag = app_image_ref(self.spec, version)
         build = app_build(self.spec, version)
         try:
-            image = self.client.images.get(build.tag)
-            if (image.labels or {}).get(BUILT_FROM_LABEL) != "source":
-                self.say(f"using prebuilt artefact {build.tag}")
-                _check_baked_version(image, build.tag, version)
-                return build.tag
+            image = self.client.images.get(tag)
+            if build is None or (image.labels or {}).get(BUILT_FROM_LABEL) != "source":
+                self.say(f"using prebuilt artefact {tag}")
+                return tag
         except docker.errors.ImageNotFound:
-            pass
+            if build is None:
+                raise CutoverError(
+                    f"image {tag} is not on the Docker engine: the app declares image.repository {self.spec.app.image.repository!r}, "
+                    f"so cutover never builds it; build or load it first (docker build -t {tag} . / docker load)."
+                ) from None
         return self._build(build)
 
     def _exists(self, ref: str) -> bool:
@@ -79,9 +85,8 @@ class ImageBuilder:
         self.say(f"building {tag}")
         log: list[str] = []
         stream = self.client.api.build(
-            path=str(REPO_ROOT / build.context),
-            # The Docker API wants the Dockerfile relative to the context.
-            dockerfile=str(Path(build.dockerfile).relative_to(build.context)) if build.context != "." else build.dockerfile,
+            path=str(build.context_path()),
+            dockerfile=build.dockerfile,
             tag=tag,
             buildargs=dict(build.args),
             rm=True,
@@ -96,10 +101,3 @@ class ImageBuilder:
                 tail = "".join(log[-5:]).strip()
                 raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
         return tag
-
-
-def _check_baked_version(image, tag: str, version: str) -> None:
-    """A prebuilt artefact must be the version its tag says, or every later gate checks the wrong one."""
-    env = dict(entry.partition("=")[::2] for entry in image.attrs["Config"].get("Env") or [])
-    if env.get("APP_VERSION") != version:
-        raise CutoverError(f"artefact {tag} reports APP_VERSION={env.get('APP_VERSION')!r}, not {version!r}; rebuild or retag it.")

@@ -16,11 +16,11 @@ from simulator.images import ImageBuilder
 from simulator.ledger import Ledger, stack_lock
 from simulator.planner import Action, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
-from simulator.schema import Schema
+from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
-from simulator.smoke import smoke_test, smoke_write_read
+from simulator.smoke import probe_write, smoke_test
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
-from stacks.topology import APP_STOP_TIMEOUT_S, DB_PASSWORD_SECRET, database_container_name, database_volume, proxy_container_name
+from stacks.topology import DB_PASSWORD_SECRET, database_container_name, database_volume, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
 
@@ -80,7 +80,7 @@ class Simulator:
         self.secrets = SecretStore(spec.stack, recover=self._recover_secret)
         self.driver = DockerDriver(self.client, spec, self.secrets.get)
         self.images = ImageBuilder(self.client, spec, say)
-        self.schema = Schema(self.driver)
+        self.schema = schema_for(self.driver)
         self.ledger = Ledger(spec.stack)
 
     @classmethod
@@ -91,7 +91,7 @@ class Simulator:
         """A secret this state directory lacks: take it from the stack's containers, or refuse to
         invent a new password for a database volume that was created with another one."""
         value = self.driver.secret_in_use(name)
-        if value is None and name == DB_PASSWORD_SECRET and database_volume(self.spec) in self.driver.observe().volumes:
+        if value is None and name == DB_PASSWORD_SECRET and self.spec.app.read_write and database_volume(self.spec) in self.driver.observe().volumes:
             raise CutoverError(
                 f"the database volume {database_volume(self.spec)} exists but its password is not in {self.secrets.directory}; "
                 f"point CUTOVER_STATE_DIR at the state it was created with, or remove it with 'cutover down --stack {self.spec.stack} --volumes'."
@@ -131,12 +131,15 @@ class Simulator:
         with stack_lock(self.spec.stack):
             actions = self.plan_up()
             if not actions:
+                self._sync_versions()
                 return []
-            # Settle the password before anything is created: afterwards a fresh database volume
-            # would look like an old one whose password went missing.
-            self.secrets.get(DB_PASSWORD_SECRET)
+            read_write = self.spec.app.read_write
+            if read_write:
+                # Settle the password before anything is created: afterwards a fresh database
+                # volume would look like an old one whose password went missing.
+                self.secrets.get(DB_PASSWORD_SECRET)
+                self.images.ensure_database()
             self.images.ensure_proxy()
-            self.images.ensure_database()
             versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
             for version in versions:
                 self.images.ensure_app(version)
@@ -146,9 +149,10 @@ class Simulator:
             for action in first:
                 self.say(action.describe())
                 self.driver.apply(action)
-            self.driver.wait_healthy([database_container_name(self.spec)], HEALTHY_DEADLINE_S)
+            if read_write:
+                self.driver.wait_healthy([database_container_name(self.spec)], HEALTHY_DEADLINE_S)
             for version in versions:
-                applied = self.schema.migrate(version, "expand")["applied"]
+                applied = self.schema.expand(version, None, lint=False)
                 if applied:
                     self.say(f"expand migrations for {version}: {', '.join(applied)}")
             for action in actions:
@@ -157,6 +161,7 @@ class Simulator:
                     self.driver.apply(action)
             touched = [a.target for a in actions if a.container]
             self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
+            self._sync_versions()
             for colour in COLOURS:
                 self._wait_servers_up(self.proxy, colour)
             if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
@@ -164,6 +169,16 @@ class Simulator:
                 self.proxy.switch_to(self.spec.live_colour)
             self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
             return actions
+
+    def _sync_versions(self) -> None:
+        """Make the proxy's version map (stamped on every response) say what each pool runs."""
+        observed = self.driver.observe()
+        proxy = self.proxy
+        stamped = proxy.versions()
+        for colour in COLOURS:
+            version = observed.pool_version(colour)
+            if version and stamped.get(colour) != version:
+                proxy.set_version(colour, version)
 
     def deploy(self, version: str) -> DeployResult:
         """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
@@ -195,42 +210,40 @@ class Simulator:
             self.say(action.describe())
             self.driver.apply(action)
         self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
+        # Before the servers take traffic again, so no response of the new version is stamped old.
+        proxy.set_version(idle, version)
         for server in servers:
             proxy.set_server_state(idle, server, "ready")
         self._wait_servers_up(proxy, idle)
-        instances = smoke_test(self.spec.preview_url(), idle, version, self.spec.health_path, rounds=2 * self.spec.pool_size)
-        smoke_write_read(self.spec.preview_url(), f"{idle} {version}")
+        instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
         self.say(f"smoke tests passed on {self.spec.preview_url()} ({', '.join(instances)})")
         return DeployResult(idle, version, image, [a.target for a in actions], instances, applied)
+
+    def _smoke(self, base_url: str, colour: str, version: str, label: str) -> list[str]:
+        """The app's declared smoke checks (enough rounds to reach every server), then its write probe."""
+        servers = smoke_test(base_url, self.spec.app.smoke, colour, version, rounds=2 * self.spec.pool_size)
+        if self.spec.app.write_probe is not None:
+            probe_write(base_url, self.spec.app.write_probe, label)
+        return servers
 
     def _expand_schema(self, version: str) -> list[str]:
         """The schema gates of a deploy, all before the idle colour is touched.
 
         The new version must run on the current schema; its pending expand migrations must pass
         the lint gate; they run all-or-nothing; then the *live* version must still work on the
-        migrated schema (its write/read smoke test through the live port).
+        migrated schema (its smoke checks and write probe through the live port).
         """
-        release = self.schema.release(version)
-        current = self.schema.current()
-        if not release.runs_on(current):
-            raise CutoverError(
-                f"version {version} cannot run on the database: it works up to revision {release.works_until}, "
-                f"but the schema is at {current} (a later release was finalized)."
-            )
-        pending = release.pending(current, release.needs)
-        if not pending:
+        if not self.schema.read_write:
             return []
-        violations = self.schema.lint(version, pending)
-        if violations:
-            raise CutoverError(
-                f"deploy of {version} blocked by the migration lint gate, nothing was applied: " + "; ".join(v.describe() for v in violations)
-            )
-        applied = self.schema.migrate(version, "expand")["applied"]
-        self.say(f"expand migrations applied: {', '.join(applied)}")
         live = self.status()
         live_version = live.pools[live.live].version if live.live else None
-        smoke_write_read(self.spec.live_url(), f"live {live_version} on schema {applied[-1]}")
-        self.say(f"live version {live_version} still reads and writes on the migrated schema")
+        applied = self.schema.expand(version, live_version)
+        if not applied:
+            return []
+        self.say(f"expand migrations applied: {', '.join(applied)}")
+        if live.live and live_version:
+            self._smoke(self.spec.live_url(), live.live, live_version, f"live {live_version} after {applied[-1]}")
+            self.say(f"live version {live_version} still passes its smoke checks{' and write probe' if self.spec.app.write_probe else ''} on the migrated schema")
         return applied
 
     def switch(self, action: str = "switch") -> SwitchResult:
@@ -273,23 +286,25 @@ class Simulator:
         After this, a switch or deploy to a version that needs the old schema is refused.
         """
         with stack_lock(self.spec.stack):
+            if not isinstance(self.schema, DescribedSchema):
+                kind = "expand-only migrations" if isinstance(self.schema, ExpandOnlySchema) else "no database (a read-only deployment)"
+                raise CutoverError(f"nothing to finalize: the app of stack {self.spec.stack} has {kind}, so there is no contract step.")
             status = self.status()
             live_version = status.pools[status.live].version
             idle = other_colour(status.live)
-            release = self.schema.release(live_version)
-            pending = release.pending(self.schema.current(), release.finalize_to)
+            pending = self.schema.finalize_plan(live_version)
             if not pending:
-                raise CutoverError(f"nothing to finalize: the schema is already at {release.finalize_to}, as {live_version} wants.")
+                raise CutoverError(f"nothing to finalize: the schema already is where {live_version} wants it.")
             retired = []
             idle_version = status.pools[idle].version
-            if status.pools[idle].total and (idle_version is None or not self.schema.release(idle_version).runs_on(release.finalize_to)):
+            if status.pools[idle].total and (idle_version is None or not self.schema.runs_after_finalize(idle_version, live_version)):
                 self._drain(self.proxy, idle)
                 for member in self.driver.observe().pool(idle):
                     self.driver.remove(member.name)
                     retired.append(member.name)
                 self.say(f"retired {idle} ({idle_version}): it cannot run on the contracted schema")
             try:
-                applied = self.schema.migrate(live_version, "contract")["applied"]
+                applied = self.schema.contract(live_version)
             except CutoverError as exc:
                 self.ledger.record("finalize", "failed", version=live_version, retired=retired, error=str(exc))
                 raise
@@ -323,18 +338,14 @@ class Simulator:
                 f"refusing to switch to {target}: only {pool.healthy} of {pool.total} containers are healthy in Docker; live colour unchanged."
             )
         if pool.version:
-            current = self.schema.current()
-            release = self.schema.release(pool.version)
-            if not release.runs_on(current):
-                raise PreflightRefused(
-                    f"refusing to switch to {target}: it runs {pool.version}, which works up to schema revision "
-                    f"{release.works_until}, but the database is at {current} since 'cutover finalize'; live colour unchanged."
-                )
+            reason = self.schema.incompatibility(pool.version)
+            if reason:
+                raise PreflightRefused(f"refusing to switch to {target}: {reason}; live colour unchanged.")
         down = [f"{s.server} is {s.status} ({s.check})" for s in proxy.servers(target) if not s.up]
         if down:
             raise PreflightRefused(f"refusing to switch to {target}: HAProxy reports {'; '.join(down)}; live colour unchanged.")
         try:
-            smoke_test(self.spec.preview_url(), target, pool.version or "", self.spec.health_path, rounds=2 * self.spec.pool_size)
+            smoke_test(self.spec.preview_url(), self.spec.app.smoke, target, pool.version or "", rounds=2 * self.spec.pool_size)
         except CutoverError as exc:
             raise PreflightRefused(f"refusing to switch to {target}: {exc} Live colour unchanged.") from None
 
@@ -355,7 +366,7 @@ class Simulator:
                 if strict:
                     # Still in flight after the budget: its own graceful stop (up to
                     # APP_STOP_TIMEOUT_S) is the last line; say so rather than pretend.
-                    self.say(f"{colour} still has requests in flight after {budget}s; stopping gracefully (up to {APP_STOP_TIMEOUT_S}s)")
+                    self.say(f"{colour} still has requests in flight after {budget}s; stopping gracefully (up to {self.spec.app.stop.grace_seconds}s)")
                 return False, time.monotonic() - began
             time.sleep(0.1)
         return True, time.monotonic() - began

@@ -11,7 +11,7 @@ import io
 from dataclasses import dataclass
 
 from simulator.errors import CutoverError
-from stacks.proxy_config import COLOUR_MAP
+from stacks.proxy_config import COLOUR_MAP, VERSION_MAP
 from stacks.spec import COLOURS
 
 
@@ -93,3 +93,18 @@ class ProxyAPI:
         reply = self.command(f"set server {backend}/{server} state {state}").strip()
         if reply:
             raise CutoverError(f"HAProxy refused 'set server {backend}/{server} state {state}': {reply}")
+
+    def set_version(self, colour: str, version: str) -> None:
+        """Record ``colour``'s version in the proxy's version map (stamped on every response), persisted."""
+        result = self._container.exec_run(["proxy-version", colour, version])
+        if result.exit_code != 0:
+            raise CutoverError(result.output.decode(errors="replace").strip() or f"proxy-version {colour} {version} failed")
+
+    def versions(self) -> dict[str, str]:
+        """{colour: version} as the proxy stamps it on responses right now."""
+        entries = {}
+        for line in self.command(f"show map {VERSION_MAP}").splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                entries[parts[1]] = parts[2]
+        return entries

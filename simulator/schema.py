@@ -1,8 +1,16 @@
 """Schema changes as part of the release: what a version needs, the lint gate, running migrations.
 
-An artefact describes its own schema needs (``python3 -m migrate describe`` inside the image); this
-module asks it, reads the database's current revision, lints pending expand migrations with
-squawk, and runs them as a one-shot container of the new artefact — before its colour starts.
+cutover knows no migration tool. A read-write app declares its migration commands (docs/migrations.md),
+each run as a one-shot container of the version's own image with the database env:
+
+- **self-describing** (contract ``cutover-migrations/1``): ``describe`` says which revisions the
+  artefact has and which it needs, ``current`` reads the database's revision, ``sql FROM TO`` prints
+  a step's SQL for the lint gate, ``expand`` and ``contract`` apply them;
+- **expand-only**: one migrate command that cannot describe itself. Every run is an expand step;
+  the ``*.sql`` files under its ``sql_dir`` that the new image has and the live one has not go
+  through the lint gate first. Nothing is ever contracted, so every version runs on every schema.
+
+A read-only app (no database) has no schema at all: :class:`NoSchema` says so to every question.
 """
 
 from __future__ import annotations
@@ -12,12 +20,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.docker_driver import DockerDriver
 from simulator.errors import CutoverError
-from stacks.topology import DATABASE_NAME, database_container_name, migration_container
+from stacks.app import MIGRATION_CONTRACT, ExpandOnlyMigrations, SelfDescribingMigrations
+from stacks.topology import app_image_ref, migration_container
 
 # Squawk rules that make an *expand* migration backward-incompatible: the live (older) version would
 # break on the migrated schema, and rollback with it. Other squawk findings are advice, not a gate.
@@ -38,7 +47,7 @@ BLOCKING_RULES = frozenset(
 
 @dataclass(frozen=True)
 class Release:
-    """What one artefact says about the schema (see app/migrate.py)."""
+    """What one artefact says about the schema (its ``describe``, docs/migrations.md)."""
 
     version: str
     revisions: tuple[dict, ...]
@@ -78,56 +87,229 @@ class Violation:
         return f"{self.file}: rule {self.rule} at line {self.line} of its SQL ({self.statement!r}): {self.message}"
 
 
+def describe_contract_error(version: str, problem: str) -> CutoverError:
+    return CutoverError(
+        f"version {version}'s migrations 'describe' did not follow cutover-migrations/{MIGRATION_CONTRACT} ({problem}); see docs/migrations.md."
+    )
+
+
+def parse_release(version: str, output: str) -> Release:
+    """The last line ``describe`` printed, checked against the contract."""
+    lines = output.strip().splitlines()
+    try:
+        data = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        raise describe_contract_error(version, "its last line of output is not JSON") from None
+    if not isinstance(data, dict):
+        raise describe_contract_error(version, "it printed no JSON object")
+    if data.get("contract") != MIGRATION_CONTRACT:
+        raise describe_contract_error(version, f"'contract' is {data.get('contract')!r}, not {MIGRATION_CONTRACT}")
+    revisions = data.get("revisions")
+    if not isinstance(revisions, list) or not all(isinstance(r, dict) and {"id", "phase", "down"} <= set(r) for r in revisions):
+        raise describe_contract_error(version, "'revisions' must be a list of objects with id, phase and down")
+    ids = [r["id"] for r in revisions]
+    for key in ("needs", "finalize_to", "works_until"):
+        if data.get(key) is not None and data[key] not in ids:
+            raise describe_contract_error(version, f"{key!r} names {data.get(key)!r}, which is not one of its revisions")
+    if any(r["phase"] not in ("expand", "contract") for r in revisions):
+        raise describe_contract_error(version, "every revision's phase must be 'expand' or 'contract'")
+    return Release(
+        version=version,
+        revisions=tuple({**r, "file": r.get("file") or r["id"]} for r in revisions),
+        needs=data.get("needs"),
+        finalize_to=data.get("finalize_to"),
+        works_until=data.get("works_until"),
+    )
+
+
 class Schema:
+    """The questions a deploy, a switch and a finalize ask about the database, for any contract."""
+
+    read_write = True
+
     def __init__(self, driver: DockerDriver) -> None:
         self.driver = driver
         self.spec = driver.spec
+
+    def incompatibility(self, version: str) -> str | None:
+        """Why ``version`` cannot run on the database as it is now, or None when it can."""
+        raise NotImplementedError
+
+    def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        """Run ``version``'s pending expand steps (lint-gated); the steps applied."""
+        raise NotImplementedError
+
+    def finalize_plan(self, version: str) -> list[str]:
+        """The contract steps ``cutover finalize`` would apply for ``version`` (empty: nothing to do)."""
+        raise NotImplementedError
+
+    def contract(self, version: str) -> list[str]:
+        raise NotImplementedError
+
+    def _run(self, version: str, command: tuple[str, ...], what: str) -> str:
+        code, out, err = self.driver.run_once(migration_container(self.spec, version, command))
+        if code != 0:
+            reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
+            raise CutoverError(f"version {version} could not {what} ({' '.join(command)} exited {code}): {reason}")
+        return out
+
+    def _apply(self, version: str, command: tuple[str, ...], step: str) -> str:
+        code, out, err = self.driver.run_once(migration_container(self.spec, version, command))
+        if code != 0:
+            reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
+            raise CutoverError(f"{step} migration of {version} failed and was rolled back, schema unchanged: {reason}")
+        return out
+
+    def _blocked(self, version: str, violations: list[Violation]) -> None:
+        if violations:
+            raise CutoverError(
+                f"deploy of {version} blocked by the migration lint gate, nothing was applied: " + "; ".join(v.describe() for v in violations)
+            )
+
+
+class NoSchema(Schema):
+    """A read-only deployment: no database, so nothing to check, migrate or finalize."""
+
+    read_write = False
+
+    def incompatibility(self, version: str) -> str | None:
+        return None
+
+    def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        return []
+
+    def finalize_plan(self, version: str) -> list[str]:
+        return []
+
+    def contract(self, version: str) -> list[str]:
+        return []
+
+
+class DescribedSchema(Schema):
+    """The self-describing contract: the artefact says what it needs (``describe``)."""
+
+    def __init__(self, driver: DockerDriver, commands: SelfDescribingMigrations) -> None:
+        super().__init__(driver)
+        self.commands = commands
         self._releases: dict[str, Release] = {}
 
     def release(self, version: str) -> Release:
         if version not in self._releases:
-            data = json.loads(self._run(version, "describe"))
-            self._releases[version] = Release(
-                version=version,
-                revisions=tuple(data["revisions"]),
-                needs=data["needs"],
-                finalize_to=data["finalize_to"],
-                works_until=data["works_until"],
-            )
+            self._releases[version] = parse_release(version, self._run(version, self.commands.describe, "describe its migrations"))
         return self._releases[version]
 
-    def current(self) -> str | None:
-        """The database's revision, read in the database container (no network port involved)."""
-        query = "SELECT CASE WHEN to_regclass('alembic_version') IS NULL THEN '' ELSE (SELECT coalesce(max(version_num), '') FROM alembic_version) END"
-        container = self.driver.container(database_container_name(self.spec))
-        result = container.exec_run(["psql", "--no-psqlrc", "--tuples-only", "--no-align", "--dbname", DATABASE_NAME, "--command", query], user="postgres")
-        if result.exit_code != 0:
-            raise CutoverError(f"could not read the schema revision: {result.output.decode(errors='replace').strip()}")
-        return result.output.decode().strip() or None
+    def current(self, version: str) -> str | None:
+        """The database's revision, as ``version``'s own ``current`` command reads it."""
+        out = self._run(version, self.commands.current, "read the schema revision")
+        try:
+            data = json.loads(out.strip().splitlines()[-1])
+            return data["current"]
+        except (json.JSONDecodeError, IndexError, KeyError, TypeError):
+            raise CutoverError(
+                f"version {version}'s migrations 'current' did not print {{\"current\": REVISION or null}} as its last line; see docs/migrations.md."
+            ) from None
+
+    def incompatibility(self, version: str) -> str | None:
+        release = self.release(version)
+        current = self.current(version)
+        if release.runs_on(current):
+            return None
+        return f"it runs {version}, which works up to schema revision {release.works_until}, but the database is at {current} (a later release was finalized)"
+
+    def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        release = self.release(version)
+        current = self.current(version)
+        if not release.runs_on(current):
+            raise CutoverError(
+                f"version {version} cannot run on the database: it works up to revision {release.works_until}, "
+                f"but the schema is at {current} (a later release was finalized)."
+            )
+        pending = release.pending(current, release.needs)
+        if not pending:
+            return []
+        if lint:
+            self._blocked(version, self.lint(version, pending))
+        return _applied(self._apply(version, self.commands.expand, "expand"), [r["id"] for r in pending])
 
     def lint(self, version: str, pending: list[dict]) -> list[Violation]:
         """Squawk over each pending migration's SQL; only backward-incompatible rules block."""
+        if self.commands.sql is None:
+            raise CutoverError(
+                f"version {version} has pending expand migrations ({', '.join(r['id'] for r in pending)}) but the app declares no "
+                "migrations.sql command, so the lint gate cannot read their SQL; declare one (docs/migrations.md)."
+            )
         violations: list[Violation] = []
         for revision in pending:
-            sql = self._run(version, "sql", revision["down"] or "base", revision["id"])
+            sql = self._run(version, (*self.commands.sql, revision["down"] or "base", revision["id"]), f"print the SQL of {revision['id']}")
             violations += [v for v in _squawk(sql, revision) if v.rule in BLOCKING_RULES]
         return violations
 
-    def migrate(self, version: str, step: str) -> dict:
-        """Run ``step`` (expand or contract) as a one-shot container of ``version``'s artefact."""
-        code, out, err = self.driver.run_once(migration_container(self.spec, version, step))
-        if code != 0:
-            reason = (err.strip().splitlines() or [f"exit status {code}"])[-1]
-            raise CutoverError(f"{step} migration of {version} failed and was rolled back, schema unchanged: {reason}")
-        return json.loads(out.strip().splitlines()[-1])
+    def finalize_plan(self, version: str) -> list[str]:
+        release = self.release(version)
+        return [r["id"] for r in release.pending(self.current(version), release.finalize_to)]
 
-    def _run(self, version: str, *args: str) -> str:
-        spec = replace(migration_container(self.spec, version, args[0]), command=("python3", "-m", "migrate", *args))
-        code, out, err = self.driver.run_once(spec)
-        if code != 0:
-            reason = (err.strip().splitlines() or [f"exit status {code}"])[-1]
-            raise CutoverError(f"version {version} could not '{' '.join(args)}' its migrations: {reason}")
-        return out
+    def runs_after_finalize(self, version: str, live_version: str) -> bool:
+        return self.release(version).runs_on(self.release(live_version).finalize_to)
+
+    def contract(self, version: str) -> list[str]:
+        return _applied(self._apply(version, self.commands.contract, "contract"), self.finalize_plan(version))
+
+
+class ExpandOnlySchema(Schema):
+    """One migrate command that cannot describe itself: always an expand step, linted by file."""
+
+    def __init__(self, driver: DockerDriver, commands: ExpandOnlyMigrations) -> None:
+        super().__init__(driver)
+        self.commands = commands
+
+    def incompatibility(self, version: str) -> str | None:
+        return None  # nothing is ever contracted
+
+    def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        new_files = self.new_sql_files(version, live_version)
+        if lint:
+            violations: list[Violation] = []
+            for name, sql in new_files.items():
+                violations += [v for v in _squawk(sql, {"id": name, "file": name}) if v.rule in BLOCKING_RULES]
+            self._blocked(version, violations)
+        self._apply(version, self.commands.command, "expand")
+        # The command says nothing about what it did; the new SQL files are the best account of it.
+        return sorted(new_files) or [" ".join(self.commands.command)]
+
+    def new_sql_files(self, version: str, live_version: str | None) -> dict[str, str]:
+        """The SQL files ``version``'s image has (by name and content) that ``live_version``'s has not."""
+        if self.commands.sql_dir is None:
+            return {}
+        new = self.driver.files_in_image(app_image_ref(self.spec, version), self.commands.sql_dir, ".sql")
+        old = self.driver.files_in_image(app_image_ref(self.spec, live_version), self.commands.sql_dir, ".sql") if live_version and live_version != version else {}
+        return {name: sql for name, sql in sorted(new.items()) if old.get(name) != sql}
+
+    def finalize_plan(self, version: str) -> list[str]:
+        return []
+
+    def contract(self, version: str) -> list[str]:
+        return []
+
+
+def schema_for(driver: DockerDriver) -> Schema:
+    """The schema handling the app's definition asks for."""
+    migrations = driver.spec.app.migrations
+    if not driver.spec.app.read_write or migrations is None:
+        return NoSchema(driver)
+    if isinstance(migrations, ExpandOnlyMigrations):
+        return ExpandOnlySchema(driver, migrations)
+    return DescribedSchema(driver, migrations)
+
+
+def _applied(output: str, expected: list[str]) -> list[str]:
+    """What an apply command reports ({"applied": [...]} as its last line), or what was pending."""
+    try:
+        applied = json.loads(output.strip().splitlines()[-1])["applied"]
+        if isinstance(applied, list):
+            return [str(a) for a in applied]
+    except (json.JSONDecodeError, IndexError, KeyError, TypeError):
+        pass
+    return expected
 
 
 def _squawk_binary() -> str:

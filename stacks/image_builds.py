@@ -8,29 +8,48 @@ about what an artefact is made of.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from stacks.spec import StackSpec
 from stacks.topology import DATABASE_IMAGE, PROXY_IMAGE, app_image_ref
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
 @dataclass(frozen=True)
 class ImageBuild:
     tag: str
-    context: str  # relative to the repository root
-    dockerfile: str  # relative to the repository root
+    context: str  # relative to the repository root when it is this project's own image; else absolute
+    dockerfile: str  # relative to the context
     args: tuple[tuple[str, str], ...]
+
+    def context_path(self) -> Path:
+        return REPO_ROOT / self.context
 
 
 def proxy_build(spec: StackSpec) -> ImageBuild:
-    return ImageBuild(PROXY_IMAGE, "images/proxy", "images/proxy/Dockerfile", (("BASE_IMAGE", spec.base_image),))
+    return ImageBuild(PROXY_IMAGE, "images/proxy", "Dockerfile", (("BASE_IMAGE", spec.base_image),))
 
 
 def database_build(spec: StackSpec) -> ImageBuild:
-    return ImageBuild(DATABASE_IMAGE, "images/postgres", "images/postgres/Dockerfile", (("BASE_IMAGE", spec.base_image),))
+    return ImageBuild(DATABASE_IMAGE, "images/postgres", "Dockerfile", (("BASE_IMAGE", spec.base_image),))
 
 
-def app_build(spec: StackSpec, version: str) -> ImageBuild:
-    """One artefact per version: the same source, the version baked in as a build arg."""
-    return ImageBuild(
-        app_image_ref(spec, version), ".", "images/app/Dockerfile", (("APP_VERSION", version), ("BASE_IMAGE", spec.base_image))
-    )
+def app_build(spec: StackSpec, version: str) -> ImageBuild | None:
+    """The app's artefact for ``version``, as its definition declares it; None for prebuilt images.
+
+    The context is the app's own directory, named relative to this project when it lies inside it
+    (so Pulumi's inputs do not depend on where the checkout is), absolute otherwise. BASE_IMAGE is
+    offered to every app build (an app whose Dockerfile has no such ARG ignores it).
+    """
+    app = spec.app
+    if app.image.build is None:
+        return None
+    context = app.resolve(app.image.build.context)
+    try:
+        context_name = str(context.relative_to(REPO_ROOT))
+    except ValueError:
+        context_name = str(context)
+    args = {"BASE_IMAGE": spec.base_image, **app.build_args(version)}
+    return ImageBuild(app_image_ref(spec, version), context_name, app.image.build.dockerfile, tuple(sorted(args.items())))

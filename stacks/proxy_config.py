@@ -14,6 +14,14 @@ ADMIN_SOCKET = "/run/haproxy/admin.sock"
 # On a named volume, so a restarted proxy keeps the colour it was last switched to.
 COLOUR_MAP_DIR = "/var/lib/haproxy/state"
 COLOUR_MAP = f"{COLOUR_MAP_DIR}/colours.map"
+# Which version each colour runs, set at deploy through the runtime API (no reload) and saved beside
+# the colour map; the proxy stamps it on every response.
+VERSION_MAP = f"{COLOUR_MAP_DIR}/versions.map"
+# Who served a response, said by the proxy so no app has to: the colour (a constant per backend),
+# the version (from VERSION_MAP) and the server (blue-1, green-2, ...).
+COLOUR_HEADER = "X-Cutover-Colour"
+VERSION_HEADER = "X-Cutover-Version"
+SERVER_HEADER = "X-Cutover-Server"
 LIVE_CONTAINER_PORT = 8080
 PREVIEW_CONTAINER_PORT = 8081
 # HAProxy keeps idle server connections for reuse this long; the app's keep-alive (75 s in the
@@ -21,7 +29,7 @@ PREVIEW_CONTAINER_PORT = 8081
 POOL_PURGE_DELAY_MS = 5000
 
 
-def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int = 8000) -> str:
+def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int) -> str:
     interval = spec.health_interval_ms
     lines = [
         "# Rendered by cutover from the stack spec; do not edit by hand.",
@@ -82,6 +90,9 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
             "    balance roundrobin",
             f"    option httpchk GET {spec.health_path}",
             "    http-check expect status 200",
+            f"    http-response set-header {COLOUR_HEADER} {colour}",
+            f"    http-response set-header {VERSION_HEADER} %[str({colour}),map({VERSION_MAP},unknown)]",
+            f"    http-response set-header {SERVER_HEADER} %[srv_name]",
         ]
         for index, host in enumerate(servers[colour], start=1):
             lines.append(f"    server {colour}-{index} {host}:{app_port}")

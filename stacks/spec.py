@@ -8,6 +8,7 @@ the file. It needs neither Pulumi nor Docker, so both executors (and the unit te
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,11 @@ from typing import Any, Callable, Mapping
 
 import yaml
 
+from stacks.app import AppError, AppSpec, load_app
+
 STACKS_DIR = Path(__file__).resolve().parent
+# A team keeps its own stack files (and app definition) in its own repository and points here.
+STACKS_DIR_ENV = "CUTOVER_STACKS_DIR"
 PROJECT = "cutover"
 COLOURS = ("blue", "green")
 
@@ -27,18 +32,16 @@ REQUIRED_KEYS = (
     "cutover:previewBindAddress",
     "cutover:livePort",
     "cutover:previewPort",
-    "cutover:appImage",
+    "cutover:app",
     "cutover:blueVersion",
     "cutover:greenVersion",
     "cutover:liveColor",
-    "cutover:healthPath",
     "cutover:healthIntervalMs",
     "cutover:drainSeconds",
     "cutover:baseImage",
 )
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a valid Docker tag
-_IMAGE_REPO = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
 _IMAGE_REF = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]+)?$")
 
 
@@ -65,14 +68,17 @@ class StackSpec:
     preview_bind_address: str
     live_port: int
     preview_port: int
-    app_image: str
+    app: AppSpec
     blue_version: str
     green_version: str
     live_colour: str
-    health_path: str
     health_interval_ms: int
     drain_seconds: int
     base_image: str
+
+    @property
+    def health_path(self) -> str:
+        return self.app.health.path
 
     @property
     def idle_colour(self) -> str:
@@ -95,16 +101,23 @@ def _url_host(bind_address: str) -> str:
     return f"[{bind_address}]" if ":" in bind_address else bind_address
 
 
-def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
-    return stacks_dir / f"Pulumi.{stack}.yaml"
+def stacks_dir_in_use() -> Path:
+    """Where the stack files are: $CUTOVER_STACKS_DIR, or this project's own ``stacks/``."""
+    configured = os.environ.get(STACKS_DIR_ENV)
+    return Path(configured).resolve() if configured else STACKS_DIR
 
 
-def known_stacks(stacks_dir: Path = STACKS_DIR) -> list[str]:
-    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+def stack_file(stack: str, stacks_dir: Path | None = None) -> Path:
+    return (stacks_dir or stacks_dir_in_use()) / f"Pulumi.{stack}.yaml"
 
 
-def load_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
+def known_stacks(stacks_dir: Path | None = None) -> list[str]:
+    return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (stacks_dir or stacks_dir_in_use()).glob("Pulumi.*.yaml"))
+
+
+def load_stack(stack: str, stacks_dir: Path | None = None) -> StackSpec:
     """Read ``Pulumi.<stack>.yaml`` and return its validated spec."""
+    stacks_dir = stacks_dir or stacks_dir_in_use()
     path = stack_file(stack, stacks_dir)
     if not re.fullmatch(r"[A-Za-z0-9_-]+", stack or ""):
         raise SpecError(f"stack name {stack!r} is not valid: use letters, digits, '-' and '_'.")
@@ -117,13 +130,14 @@ def load_stack(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
         raise SpecError(f"{path}: is not valid YAML ({exc.__class__.__name__}).") from None
     if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
         raise SpecError(f"{path}: has no 'config:' mapping.")
-    return spec_from_config(stack, document["config"], source=str(path))
+    return spec_from_config(stack, document["config"], source=str(path), stacks_dir=stacks_dir)
 
 
-def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "config") -> StackSpec:
+def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "config", stacks_dir: Path = STACKS_DIR) -> StackSpec:
     """Validate raw Pulumi config values (strings or YAML scalars) into a :class:`StackSpec`.
 
-    ``source`` names where the values came from, so every error can point at it.
+    ``source`` names where the values came from, so every error can point at it; ``cutover:app``
+    is a path relative to ``stacks_dir``, the directory of the stack files.
     """
     reader = _Reader(config, source)
     spec = StackSpec(
@@ -134,11 +148,10 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         preview_bind_address=reader.get("cutover:previewBindAddress", _ip_address),
         live_port=reader.get("cutover:livePort", _int_between(1, 65535)),
         preview_port=reader.get("cutover:previewPort", _int_between(1, 65535)),
-        app_image=reader.get("cutover:appImage", _pattern(_IMAGE_REPO, "an image repository like 'cutover-app'")),
+        app=reader.get("cutover:app", _app_definition(stacks_dir)),
         blue_version=reader.get("cutover:blueVersion", _pattern(_VERSION, "a version usable as an image tag")),
         green_version=reader.get("cutover:greenVersion", _pattern(_VERSION, "a version usable as an image tag")),
         live_colour=reader.get("cutover:liveColor", _one_of(COLOURS)),
-        health_path=reader.get("cutover:healthPath", _pattern(re.compile(r"^/[A-Za-z0-9/_.-]*$"), "a path starting with '/'")),
         health_interval_ms=reader.get("cutover:healthIntervalMs", _int_between(100, 60_000)),
         drain_seconds=reader.get("cutover:drainSeconds", _int_between(0, 3600)),
         base_image=reader.get("cutover:baseImage", _pattern(_IMAGE_REF, "an image reference like 'debian:bookworm-slim'")),
@@ -161,6 +174,8 @@ class _Reader:
             raise SpecError(f"{self._source}: missing required key {key!r}.")
         try:
             return convert(self._config[key])
+        except SpecError:
+            raise
         except ValueError as exc:
             raise SpecError(f"{self._source}: {key} {exc}") from None
 
@@ -201,6 +216,22 @@ def _ip_address(value: Any) -> str:
         return str(ipaddress.ip_address(str(value)))
     except ValueError:
         raise ValueError(f"must be an IP address to bind to, got {value!r}.") from None
+
+
+def _app_definition(stacks_dir: Path) -> Callable[[Any], AppSpec]:
+    def convert(value: Any) -> AppSpec:
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"must be the path of an app definition file, got {value!r}.")
+        path = (stacks_dir / value).resolve()
+        if not path.is_file():
+            raise ValueError(f"names {value!r}, which is not a file (looked in {path}).")
+        try:
+            return load_app(path)
+        except AppError as exc:
+            # Its own sentence already names the app file and the field; the stack key adds nothing.
+            raise SpecError(str(exc)) from None
+
+    return convert
 
 
 def _docker_host(value: Any) -> str:

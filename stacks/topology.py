@@ -20,19 +20,19 @@ from stacks.proxy_config import (
 )
 from stacks.spec import COLOURS, PROJECT, StackSpec
 
-APP_PORT = 8000
 PROXY_IMAGE = "cutover-proxy:1"
 DATABASE_IMAGE = "cutover-postgres:15"
 DATABASE_HOSTNAME = "db"
 DATABASE_NAME = "cutover"
 DATABASE_USER = "cutover"
+DATABASE_PORT = 5432
 DATABASE_DATA_DIR = "/var/lib/postgresql/data"
 # Secrets are named here and filled in by each executor from its own store (a 0600 file for the
 # simulator, pulumi-random as a Pulumi secret), so no secret value is ever part of the topology.
 DB_PASSWORD_SECRET = "db-password"
 RESTART_POLICY = "unless-stopped"
-# Longer than gunicorn's graceful timeout, so Docker never kills a request that is still finishing.
-APP_STOP_TIMEOUT_S = 40
+# In a secret env template, where the secret's value goes.
+SECRET_PLACEHOLDER = "{secret}"
 
 
 @dataclass(frozen=True)
@@ -75,14 +75,16 @@ class ContainerSpec:
     colour: str | None = None
     version: str | None = None
     env: tuple[tuple[str, str], ...] = ()
-    # (environment variable, secret name): the value comes from the executor's secret store.
-    secret_env: tuple[tuple[str, str], ...] = ()
+    # (environment variable, secret name, template): the variable's value is the template with
+    # "{secret}" replaced by the secret, which comes from the executor's secret store.
+    secret_env: tuple[tuple[str, str, str], ...] = ()
     command: tuple[str, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     healthcheck: HealthcheckSpec | None = None
     uploads: tuple[UploadSpec, ...] = ()
     volumes: tuple[VolumeMountSpec, ...] = ()
     restart: str = RESTART_POLICY
+    stop_signal: str = "SIGTERM"
     stop_timeout_s: int = 10
     labels: tuple[tuple[str, str], ...] = field(default=())
 
@@ -124,7 +126,11 @@ def app_container_name(spec: StackSpec, colour: str, index: int) -> str:
 
 
 def app_image_ref(spec: StackSpec, version: str) -> str:
-    return f"{spec.app_image}:{version}"
+    return spec.app.image_tag(version)
+
+
+def secret_value(template: str, secret: str) -> str:
+    return template.replace(SECRET_PLACEHOLDER, secret)
 
 
 def _labels(spec: StackSpec, role: str, colour: str | None = None, version: str | None = None) -> tuple[tuple[str, str], ...]:
@@ -157,7 +163,7 @@ def proxy_container(spec: StackSpec) -> ContainerSpec:
             retries=3,
             start_period_s=5,
         ),
-        uploads=(UploadSpec(HAPROXY_CONFIG_PATH, render_haproxy_config(spec, app_container_names(spec))),),
+        uploads=(UploadSpec(HAPROXY_CONFIG_PATH, render_haproxy_config(spec, app_container_names(spec), spec.app.port)),),
         volumes=(VolumeMountSpec(proxy_state_volume(spec), COLOUR_MAP_DIR),),
         labels=_labels(spec, "proxy"),
     )
@@ -172,7 +178,7 @@ def database_container(spec: StackSpec) -> ContainerSpec:
         network=network_name(spec),
         hostname=DATABASE_HOSTNAME,
         env=(("POSTGRES_DB", DATABASE_NAME), ("POSTGRES_USER", DATABASE_USER)),
-        secret_env=(("POSTGRES_PASSWORD", DB_PASSWORD_SECRET),),
+        secret_env=(("POSTGRES_PASSWORD", DB_PASSWORD_SECRET, SECRET_PLACEHOLDER),),
         healthcheck=HealthcheckSpec(
             test=("CMD", "pg_isready", "--host", "127.0.0.1", "--username", DATABASE_USER, "--dbname", DATABASE_NAME),
             interval_s=2,
@@ -187,12 +193,34 @@ def database_container(spec: StackSpec) -> ContainerSpec:
     )
 
 
-def _database_client_env() -> tuple[tuple[str, str], ...]:
-    return (("DATABASE_HOST", DATABASE_HOSTNAME), ("DATABASE_NAME", DATABASE_NAME), ("DATABASE_USER", DATABASE_USER))
+def _database_client_env(spec: StackSpec) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str, str], ...]]:
+    """The app's database settings under the names it chose: (plain env, secret env).
+
+    Every placeholder but {password} is filled here; a variable that holds the password (alone or
+    in a URL) becomes a secret env entry, so its value never enters the topology.
+    """
+    if spec.app.database is None:
+        return (), ()
+    known = {"host": DATABASE_HOSTNAME, "port": str(DATABASE_PORT), "name": DATABASE_NAME, "user": DATABASE_USER}
+    plain, secret = [], []
+    for variable, template in sorted(spec.app.database.env.items()):
+        filled = template
+        for placeholder, value in known.items():
+            filled = filled.replace("{" + placeholder + "}", value)
+        if "{password}" in filled:
+            secret.append((variable, DB_PASSWORD_SECRET, filled.replace("{password}", SECRET_PLACEHOLDER)))
+        else:
+            plain.append((variable, filled))
+    return tuple(plain), tuple(secret)
 
 
-def migration_container(spec: StackSpec, version: str, step: str) -> ContainerSpec:
-    """A one-shot run of ``version``'s artefact that applies its ``step`` (expand or contract) migrations."""
+def _version_env(spec: StackSpec, version: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v.replace("{version}", version)) for k, v in spec.app.env.items()))
+
+
+def migration_container(spec: StackSpec, version: str, command: tuple[str, ...]) -> ContainerSpec:
+    """A one-shot run of ``version``'s artefact: one of its declared migration commands."""
+    plain, secret = _database_client_env(spec)
     return ContainerSpec(
         name=migration_container_name(spec),
         role="migration",
@@ -200,9 +228,9 @@ def migration_container(spec: StackSpec, version: str, step: str) -> ContainerSp
         network=network_name(spec),
         hostname="migrate",
         version=version,
-        env=_database_client_env(),
-        secret_env=(("DATABASE_PASSWORD", DB_PASSWORD_SECRET),),
-        command=("python3", "-m", "migrate", step),
+        env=(*_version_env(spec, version), ("CUTOVER_VERSION", version), *plain),
+        secret_env=secret,
+        command=tuple(command),
         restart="no",
         labels=_labels(spec, "migration", version=version),
     )
@@ -215,6 +243,8 @@ def app_container_names(spec: StackSpec) -> dict[str, list[str]]:
 def app_container(spec: StackSpec, colour: str, index: int, version: str) -> ContainerSpec:
     name = app_container_name(spec, colour, index)
     interval_s = max(1, spec.health_interval_ms // 1000)
+    app = spec.app
+    plain, secret = _database_client_env(spec)
     return ContainerSpec(
         name=name,
         role="app",
@@ -223,16 +253,26 @@ def app_container(spec: StackSpec, colour: str, index: int, version: str) -> Con
         hostname=name,
         colour=colour,
         version=version,
-        env=(("APP_COLOUR", colour), ("APP_INSTANCE", name), ("APP_PORT", str(APP_PORT)), *_database_client_env()),
-        secret_env=(("DATABASE_PASSWORD", DB_PASSWORD_SECRET),),
+        env=(
+            *_version_env(spec, version),
+            ("CUTOVER_COLOUR", colour),
+            ("CUTOVER_INSTANCE", name),
+            ("CUTOVER_VERSION", version),
+            *plain,
+        ),
+        secret_env=secret,
+        # Only when the app declares a probe inside its image; the proxy's HTTP check always runs.
         healthcheck=HealthcheckSpec(
-            test=("CMD", "/usr/local/bin/app-healthcheck", spec.health_path),
+            test=("CMD", *app.health.command),
             interval_s=interval_s,
             timeout_s=2,
             retries=3,
             start_period_s=2,
-        ),
-        stop_timeout_s=APP_STOP_TIMEOUT_S,
+        )
+        if app.health.command
+        else None,
+        stop_signal=app.stop.signal,
+        stop_timeout_s=app.stop.grace_seconds,
         labels=_labels(spec, "app", colour, version),
     )
 
@@ -244,7 +284,9 @@ def pool_containers(spec: StackSpec, colour: str, version: str) -> list[Containe
 def stack_containers(spec: StackSpec, versions: dict[str, str] | None = None) -> list[ContainerSpec]:
     """Every container of the stack; ``versions`` overrides each colour's version from the spec."""
     versions = versions or {c: spec.version_of(c) for c in COLOURS}
-    containers = [database_container(spec), proxy_container(spec)]
+    # A read-only deployment has no database at all.
+    containers = [database_container(spec)] if spec.app.read_write else []
+    containers.append(proxy_container(spec))
     for colour in COLOURS:
         containers.extend(pool_containers(spec, colour, versions[colour]))
     return containers

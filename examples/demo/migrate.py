@@ -1,5 +1,8 @@
 """The artefact's own schema tool: ``python3 -m migrate describe|current|sql|expand|contract``.
 
+The reference implementation of cutover's migration contract, cutover-migrations/1
+(docs/migrations.md), on Alembic.
+
 Every migration in ``migrations/versions`` says which release introduced it and whether it is an
 *expand* step (additive: the previous release keeps working) or a *contract* step (breaks the
 previous release: run only after it is retired). From that, each release knows:
@@ -61,6 +64,8 @@ def describe(version: str) -> dict:
     breaking = [i for i, r in enumerate(revs) if r["phase"] == "contract" and r["release"] > release]
     works_until = ids[breaking[0] - 1] if breaking else (ids[-1] if ids else None)
     return {
+        # cutover's migration contract (docs/migrations.md); this tool is its reference implementation.
+        "contract": 1,
         "version": version,
         "release": release,
         "revisions": revs,

@@ -18,8 +18,8 @@ import psycopg2.pool
 from db_settings import connection_kwargs
 
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
-COLOUR = os.environ.get("APP_COLOUR", "none")
-INSTANCE = os.environ.get("APP_INSTANCE", os.uname().nodename)
+COLOUR = os.environ.get("CUTOVER_COLOUR", "none")
+INSTANCE = os.environ.get("CUTOVER_INSTANCE", os.uname().nodename)
 MAX_SLOW_MS = 30_000
 MAX_BODY_BYTES = 64 * 1024
 # Release 2 fills items.body_length (added by the expand migration 0002); release 1 never knew it.

@@ -1,0 +1,44 @@
+"""What a user of the demo service does during a rehearsal (named in cutover-app.yaml).
+
+An ordinary Locust file: cutover runs every User class in it and records each request. Each user
+holds one keep-alive connection (FastHttpUser), reads, writes items and reads its own items back,
+with a share of slow requests so that some are always in flight when the proxy flips. Writes are
+tagged "write", so `cutover rehearse --mix read` leaves them out; a POST /items answered 201 is
+the app's write probe, and cutover reads every one of them back after the run.
+"""
+
+import random
+
+from locust import FastHttpUser, constant, tag, task
+
+
+class DemoUser(FastHttpUser):
+    wait_time = constant(0)
+    # Never a retry: a failure counts as a dropped request.
+    max_retries = 0
+    network_timeout = 30.0
+    connection_timeout = 5.0
+
+    def on_start(self) -> None:
+        self.my_items: list[int] = []
+
+    @task(20)
+    def read_version(self) -> None:
+        self.client.get("/version", name="GET /version")
+
+    @task(1)
+    def slow_request(self) -> None:
+        self.client.get("/slow?ms=300", name="GET /slow")
+
+    @tag("write")
+    @task(8)
+    def write_item(self) -> None:
+        response = self.client.post("/items", json={"body": f"written by user {id(self)}"}, name="POST /items")
+        if response.status_code == 201:
+            self.my_items.append(response.json()["id"])
+
+    @tag("write")
+    @task(4)
+    def read_own_item(self) -> None:
+        if self.my_items:
+            self.client.get(f"/items/{random.choice(self.my_items)}", name="GET /items/{id}")
