@@ -2,10 +2,9 @@
 
 import pulumi
 
-from components.program import build, config_values, export
-from stacks.spec import spec_from_config
+from components.program import build, export, load_spec
 
-stack = pulumi.get_stack()
-spec = spec_from_config(stack, config_values(), source=f"stacks/Pulumi.{stack}.yaml")
+# A bad stack value or app definition stops here with one sentence (a pulumi.RunError).
+spec = load_spec(pulumi.get_stack())
 service = build(spec)
 export(service)

@@ -8,6 +8,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.images import AppImage
 from components.render import declare_container
 from stacks.topology import ContainerSpec
 
@@ -18,11 +19,13 @@ class AppPoolArgs:
     version: str
     # From stacks.topology.pool_containers: this component never invents a container of its own.
     containers: Sequence[ContainerSpec]
-    image: docker.Image
+    # The version's artefact: built here, or a prebuilt image the team loaded (components/images.py).
+    image: AppImage
     network: docker.Network
-    # Secret values by name (stacks.topology names them; the Database component holds them).
+    # Secret values by name (stacks.topology names them; the Database component holds them). Empty
+    # for an app without a database: its containers name no secret.
     secrets: Mapping[str, pulumi.Input[str]]
-    # What must have finished first: the version's expand migration (its `done` gate).
+    # What must have finished first: the version's expand migration (its `done` gate), if it has one.
     after: Sequence[pulumi.Input[pulumi.Resource]] = ()
 
 
@@ -40,15 +43,15 @@ class AppPool(pulumi.ComponentResource):
             raise ValueError(f"pool {args.colour} {args.version} was given foreign containers: {', '.join(strays)}")
 
         self.containers = [
-            declare_container(c, parent=self, secrets=args.secrets, depends_on=[args.image, args.network, *args.after])
+            declare_container(c, parent=self, secrets=args.secrets, depends_on=[args.image.resource, args.network, *args.after])
             for c in args.containers
         ]
 
         self.colour = pulumi.Output.from_input(args.colour)
         self.version = pulumi.Output.from_input(args.version)
-        self.image = args.image.image_name
+        self.image = args.image.name
         # The local image ID (or the registry digest, once images are pushed): the exact artefact.
-        self.image_digest = args.image.repo_digest
+        self.image_digest = args.image.digest
         self.container_names = pulumi.Output.all(*[c.name for c in self.containers])
         self.register_outputs(
             {

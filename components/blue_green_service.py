@@ -1,10 +1,14 @@
-"""BlueGreenService: one stack — its network, the database, the migrations, both colours' pools,
-the proxy and the switch."""
+"""BlueGreenService: one stack — its network, the database and the migrations (read-write apps
+only), both colours' pools, the proxy and the switch.
+
+What the app is comes from ``spec.app`` (its definition file) through ``stacks.topology``; nothing
+here knows any app's port, endpoints, environment or migration tool.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_docker as docker
@@ -13,7 +17,7 @@ from pulumi_command import local
 from components.app_pool import AppPool, AppPoolArgs
 from components.database import Database, DatabaseArgs
 from components.images import app_image
-from components.migration import declare_migrations
+from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
 from components.switch import switch_command_args
 from stacks.docker_objects import stack_network
@@ -27,7 +31,9 @@ class BlueGreenServiceArgs:
 
 
 class BlueGreenService(pulumi.ComponentResource):
-    database_host: pulumi.Output[str]
+    # None for a read-only app, which has no database.
+    database: Optional[Database]
+    database_host: Optional[pulumi.Output[str]]
     live_colour: pulumi.Output[str]
     live_url: pulumi.Output[str]
     preview_url: pulumi.Output[str]
@@ -48,11 +54,16 @@ class BlueGreenService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
-        # First the database: every app container and every migration needs it (and its password).
-        (database_spec,) = [c for c in containers if c.role == "database"]
-        self.database = Database(
-            f"{name}-database", DatabaseArgs(spec, database_spec, self.network), opts=pulumi.ResourceOptions(parent=self)
-        )
+        # First the database (a read-write app only): every app container and every migration run
+        # needs it, and its password. A read-only app has none, and so no secret at all.
+        secrets: Mapping[str, pulumi.Output[str]] = {}
+        self.database = None
+        if spec.app.read_write:
+            (database_spec,) = [c for c in containers if c.role == "database"]
+            self.database = Database(
+                f"{name}-database", DatabaseArgs(spec, database_spec, self.network), opts=pulumi.ResourceOptions(parent=self)
+            )
+            secrets = self.database.secrets
 
         (proxy_spec,) = [c for c in containers if c.role == "proxy"]
         self.proxy = Proxy(f"{name}-proxy", ProxyArgs(spec, proxy_spec, self.network), opts=pulumi.ResourceOptions(parent=self))
@@ -63,13 +74,18 @@ class BlueGreenService(pulumi.ComponentResource):
         self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
         # Each version's expand migrations, once the database is healthy (its container waits for
         # that); one run per distinct version, for the same reason as the images (migration.py).
-        self.migrations = declare_migrations(
-            spec,
-            list(versions.values()),
-            parent=self,
-            secrets=self.database.secrets,
-            depends_on=[self.network, self.database],
-            images=self.images,
+        # None when the app declares no migrations (or has no database).
+        self.migrations = (
+            declare_migrations(
+                spec,
+                list(versions.values()),
+                parent=self,
+                secrets=secrets,
+                depends_on=[self.network, self.database],
+                images=self.images,
+            )
+            if self.database is not None
+            else {}
         )
         self.pools = {
             colour: AppPool(
@@ -80,9 +96,10 @@ class BlueGreenService(pulumi.ComponentResource):
                     containers=[c for c in containers if c.role == "app" and c.colour == colour],
                     image=self.images[versions[colour]],
                     network=self.network,
-                    secrets=self.database.secrets,
-                    # Not before this version's expand migration has exited 0.
-                    after=[self.migrations[versions[colour]].done],
+                    secrets=secrets,
+                    # Not before this version's expand migration has exited 0; with no migration
+                    # run, not before the database (a read-only app: the image and network only).
+                    after=_gate(self.migrations.get(versions[colour]), self.database),
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -99,16 +116,23 @@ class BlueGreenService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *self.pools.values()]),
         )
 
-        self.database_host = self.database.host
+        self.database_host = self.database.host if self.database is not None else None
         self.live_colour = pulumi.Output.from_input(spec.live_colour)
         self.live_url = pulumi.Output.from_input(spec.live_url())
         self.preview_url = pulumi.Output.from_input(spec.preview_url())
-        self.register_outputs(
-            {
-                "databaseHost": self.database_host,
-                "liveColor": self.live_colour,
-                "liveUrl": self.live_url,
-                "previewUrl": self.preview_url,
-                "switchOutput": self.switch.stdout,
-            }
-        )
+        outputs = {
+            "liveColor": self.live_colour,
+            "liveUrl": self.live_url,
+            "previewUrl": self.preview_url,
+            "switchOutput": self.switch.stdout,
+        }
+        if self.database_host is not None:
+            outputs["databaseHost"] = self.database_host
+        self.register_outputs(outputs)
+
+
+def _gate(migration: Optional[Migration], database: Optional[Database]) -> list[pulumi.Input[pulumi.Resource]]:
+    """What a pool waits for besides its image and the network."""
+    if migration is not None:
+        return [migration.done]
+    return [database] if database is not None else []

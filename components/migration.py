@@ -1,10 +1,17 @@
 """The expand step: one one-shot container per distinct app version, before that version's pool starts.
 
-Each run is ``stacks.topology.migration_container(spec, version, "expand")`` — the version's own
-artefact running ``python3 -m migrate expand``, which applies the additive migrations that version
-needs and nothing else. It is idempotent and never goes backwards, so running an older version's
-expand after a newer one's is a no-op: the order between versions does not matter, only that two
-runs never overlap and that a pool never starts before its version's run has succeeded.
+Which command is the expand step is the app's to say (its definition, ``stacks/app.py``):
+- self-describing migrations: ``migrations.expand``, which applies the additive migrations that
+  version needs and nothing else;
+- expand-only migrations: ``migrations.command``, the app's one migrate command, every run of which
+  counts as an expand step (the app promises it only ever adds);
+- a database but no migrations, or no database at all: no run (:func:`expand_command` is None).
+
+Each run is ``stacks.topology.migration_container(spec, version, <that command>)`` — the version's
+own artefact with the database env the app asked for. An expand step is idempotent and never goes
+backwards, so running an older version's expand after a newer one's is a no-op: the order between
+versions does not matter, only that two runs never overlap and that a pool never starts before its
+version's run has succeeded.
 
 Why one per distinct version rather than one per stack: the program cannot tell which of two image
 tags is "newer" (a tag is any Docker tag), and it need not — each pool waits for its own version's
@@ -23,11 +30,20 @@ from typing import Mapping, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.images import AppImage
 from components.render import declare_one_shot
 from stacks.spec import StackSpec
 from stacks.topology import ContainerSpec, migration_container
 
 STEP = "expand"
+
+
+def expand_command(spec: StackSpec) -> tuple[str, ...] | None:
+    """The command that is the app's expand step, or None when the app declares no migrations."""
+    migrations = spec.app.migrations
+    if spec.app.database is None or migrations is None:
+        return None
+    return migrations.expand if migrations.self_describing else migrations.command
 
 
 class MigrationFailed(RuntimeError):
@@ -50,11 +66,12 @@ class Migration:
         self,
         spec: StackSpec,
         version: str,
+        command: tuple[str, ...],
         parent: pulumi.Resource,
         secrets: Mapping[str, pulumi.Input[str]],
         depends_on: Sequence[pulumi.Input[pulumi.Resource]],
     ) -> None:
-        self.spec = migration_container(spec, version, STEP)
+        self.spec = migration_container(spec, version, command)
         self.docker_name = migration_docker_name(self.spec)
         self.container: docker.Container = declare_one_shot(
             self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on
@@ -77,13 +94,18 @@ def declare_migrations(
     parent: pulumi.Resource,
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]],
-    images: Mapping[str, docker.Image],
+    images: Mapping[str, AppImage],
 ) -> dict[str, Migration]:
-    """One run per distinct version, one after another (two runs must never race on the schema)."""
+    """One run per distinct version, one after another (two runs must never race on the schema).
+
+    None at all when the app declares no migrations (``expand_command``)."""
+    command = expand_command(spec)
+    if command is None:
+        return {}
     runs: dict[str, Migration] = {}
     previous: list[pulumi.Resource] = []
     for version in sorted(set(versions)):
-        run = Migration(spec, version, parent, secrets, depends_on=[*depends_on, images[version], *previous])
+        run = Migration(spec, version, command, parent, secrets, depends_on=[*depends_on, images[version].resource, *previous])
         runs[version] = run
         previous = [run.container]
     return runs

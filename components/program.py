@@ -5,15 +5,24 @@ Kept apart from ``__main__.py`` so the unit tests drive the very same functions 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 import pulumi_docker as docker
 
 from components.blue_green_service import BlueGreenService, BlueGreenServiceArgs
-from stacks.spec import REQUIRED_KEYS, StackSpec
+from stacks.app import AppError
+from stacks.spec import REQUIRED_KEYS, SpecError, StackSpec, spec_from_config
+
+# Where `pulumi` runs the program (Pulumi.yaml's directory), and where Pulumi.yaml's stackConfigDir
+# keeps the stack files: `cutover:app` is a path relative to that directory, as for the simulator.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STACKS_DIR = PROJECT_DIR / "stacks"
 
 # Config keys whose values must never reach the state file in plain text. None: the one secret a
-# stack has, the database password, is not configured but generated (pulumi-random, in
-# components/database.py) and stays a pulumi.Output.secret all the way into the containers.
+# stack has, the database password (read-write apps only), is not configured but generated
+# (pulumi-random, in components/database.py) and stays a pulumi.Output.secret all the way into the
+# containers.
 SECRET_KEYS: frozenset[str] = frozenset()
 
 
@@ -31,6 +40,19 @@ def config_values() -> dict[str, str]:
     return values
 
 
+def load_spec(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
+    """This stack's config (and the app definition it names) as a validated spec.
+
+    A bad value — in the stack's config or in the app definition file — becomes a
+    ``pulumi.RunError`` carrying the same one sentence: the Pulumi CLI prints a RunError's message
+    alone, where any other exception from a program is printed with its whole traceback.
+    """
+    try:
+        return spec_from_config(stack, config_values(), source=f"stacks/Pulumi.{stack}.yaml", stacks_dir=stacks_dir)
+    except (SpecError, AppError) as exc:
+        raise pulumi.RunError(str(exc)) from None
+
+
 def build(spec: StackSpec) -> BlueGreenService:
     # An explicit provider, so every Docker resource of the stack provably talks to docker:host.
     provider = docker.Provider("docker", host=spec.docker_host)
@@ -38,8 +60,10 @@ def build(spec: StackSpec) -> BlueGreenService:
 
 
 def export(service: BlueGreenService) -> None:
-    # Never the database password: it stays inside the state (encrypted) and the containers.
-    pulumi.export("databaseHost", service.database_host)
+    # Never the database password: it stays inside the state (encrypted) and the containers. A
+    # read-only app has no database, so no databaseHost either.
+    if service.database_host is not None:
+        pulumi.export("databaseHost", service.database_host)
     pulumi.export("liveColor", service.live_colour)
     pulumi.export("liveUrl", service.live_url)
     pulumi.export("previewUrl", service.preview_url)

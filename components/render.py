@@ -4,10 +4,11 @@ Every container of a stack comes from ``stacks.topology``; this module only tran
 field, so the Pulumi program holds no second copy of the topology and the parity test can compare
 what it declares with what the simulator creates.
 
-Secrets: a ContainerSpec names the secrets it needs (``secret_env``), never their values. The caller
-passes the values as a mapping from secret name to a Pulumi input; the environment list that holds
-them is a secret Output as a whole, so the values reach neither the state file nor the CLI's diff in
-clear text.
+Secrets: a ContainerSpec names the secrets it needs (``secret_env``: variable, secret name and a
+template such as ``postgresql://app:{secret}@db/app``), never their values. The caller passes the
+values as a mapping from secret name to a Pulumi input; each variable is its template with
+``{secret}`` replaced by the value, and the environment list that holds them is a secret Output as a
+whole, so the values reach neither the state file nor the CLI's diff in clear text.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pulumi
 import pulumi_docker as docker
 
 from stacks.docker_objects import VolumeSpec
-from stacks.topology import ContainerSpec, HealthcheckSpec
+from stacks.topology import SECRET_PLACEHOLDER, ContainerSpec, HealthcheckSpec
 
 # How long `pulumi up` waits for a new container to report healthy before failing the update.
 HEALTHY_WAIT_TIMEOUT_S = 120
@@ -48,12 +49,17 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
         "uploads": [docker.ContainerUploadArgs(file=u.path, content=u.content) for u in c.uploads],
         "volumes": [docker.ContainerVolumeArgs(volume_name=v.volume, container_path=v.container_path) for v in c.volumes],
         "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(c.labels_with_fingerprint().items())],
+        # The app's own graceful stop (SIGTERM for gunicorn, SIGQUIT for nginx, ...) and how long it
+        # may take before Docker kills it.
+        "stop_signal": c.stop_signal,
         "stop_timeout": c.stop_timeout_s,
         # Without this the provider removes a container with force (SIGKILL) and in-flight requests
-        # die; with it, a retired or replaced container gets SIGTERM and its own stop timeout.
+        # die; with it, a retired or replaced container gets its stop signal and its own timeout.
         "destroy_grace_seconds": c.stop_timeout_s,
         # `up` returns only once the container is healthy, so anything that depends on a pool (the
-        # switch) never sends traffic to a colour that is still starting.
+        # switch) never sends traffic to a colour that is still starting. Only with a Docker
+        # healthcheck: the provider fails `wait` on a container that has none (an app that declares
+        # no health.command), and then only HAProxy's own check stands between it and traffic.
         "wait": c.healthcheck is not None,
         "wait_timeout": HEALTHY_WAIT_TIMEOUT_S,
     }
@@ -111,12 +117,27 @@ def _envs(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.
     plain = [f"{key}={value}" for key, value in c.env]
     if not c.secret_env:
         return plain
-    missing = sorted({name for _, name in c.secret_env if name not in secrets})
+    missing = sorted({name for _, name, _ in c.secret_env if name not in secrets})
     if missing:
         raise ValueError(f"{c.name} needs the secret(s) {', '.join(missing)}, which were not passed to it")
-    filled = [pulumi.Output.concat(variable, "=", secrets[name]) for variable, name in c.secret_env]
+    filled = [_secret_entry(variable, template, secrets[name]) for variable, name, template in c.secret_env]
     # Output.secret on the whole list: it stays secret even if a caller passed a plain string.
     return pulumi.Output.secret(pulumi.Output.all(*plain, *filled))
+
+
+def _secret_entry(variable: str, template: str, secret: pulumi.Input[str]) -> pulumi.Output[str]:
+    """``VARIABLE=<template with the secret in place of every {secret}>``, built inside Pulumi.
+
+    The same substitution as ``stacks.topology.secret_value`` (which the simulator applies to a
+    plain string), done with ``Output.concat`` so the secret never leaves an Output here.
+    """
+    parts = template.split(SECRET_PLACEHOLDER)
+    if len(parts) < 2:  # the topology never writes one without it: a wiring bug
+        raise ValueError(f"{variable}: a secret template must contain {SECRET_PLACEHOLDER}, got {template!r}")
+    pieces: list[pulumi.Input[str]] = [parts[0]]
+    for part in parts[1:]:
+        pieces += [secret, part]
+    return pulumi.Output.concat(variable, "=", *pieces)
 
 
 def _healthcheck(h: HealthcheckSpec | None) -> docker.ContainerHealthcheckArgs | None:

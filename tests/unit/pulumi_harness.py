@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import runpy
 from collections import Counter
 from dataclasses import dataclass
@@ -36,10 +37,13 @@ from pulumi.runtime.mocks import MockMonitor
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = ROOT / "__main__.py"
+# Pulumi.yaml's stackConfigDir: where the CLI finds stack files, and what `cutover:app` is relative to.
+STACKS_DIR = ROOT / "stacks"
 PROJECT = "cutover"
 
 CONTAINER = "docker:index/container:Container"
 IMAGE = "docker:index/image:Image"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
@@ -108,6 +112,10 @@ class _Mocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == IMAGE:
             state["repoDigest"] = f"sha256:mock-{args.inputs['imageName']}"
+        if args.typ == REMOTE_IMAGE:
+            # A local image no registry has seen: an image ID, and no repo digest.
+            state["imageId"] = f"sha256:mock-local-{args.inputs['name']}"
+            state["repoDigest"] = ""
         if args.typ == COMMAND:
             state["stdout"] = f"live={args.inputs['environment']['LIVE_COLOR']}"
         if args.typ == RANDOM_PASSWORD:
@@ -156,10 +164,18 @@ class _RecordingMonitor(MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-def stack_config(stack: str) -> dict[str, str]:
-    """The stack file's values as the strings the Pulumi CLI would pass to the program."""
-    document = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()}
+def stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, str]:
+    """The stack file's values as the strings the Pulumi CLI would pass to the program.
+
+    A stack file from another directory (``examples/static-site/Pulumi.static-ci.yaml``) is what
+    a user would copy into ``stacks/`` to deploy it with Pulumi: the same values, with its
+    ``cutover:app`` made relative to ``stacks/`` so it still names the same file.
+    """
+    document = yaml.safe_load((stacks_dir / f"Pulumi.{stack}.yaml").read_text())
+    config = {key: value if isinstance(value, str) else json.dumps(value) for key, value in document["config"].items()}
+    if stacks_dir.resolve() != STACKS_DIR and "cutover:app" in config:
+        config["cutover:app"] = os.path.relpath((stacks_dir / config["cutover:app"]).resolve(), STACKS_DIR)
+    return config
 
 
 def run_program(
@@ -167,14 +183,18 @@ def run_program(
     overrides: Mapping[str, str] | None = None,
     drop: tuple[str, ...] = (),
     one_shot_exit_codes: Mapping[str, int | None] | None = None,
+    stacks_dir: Path = STACKS_DIR,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed).
+
+    ``stacks_dir``: where the stack file is (see ``stack_config``); the program itself always
+    resolves ``cutover:app`` against ``stacks/``, as under the Pulumi CLI.
 
     ``one_shot_exit_codes``: the exit status the mock provider reports for a one-shot container
     (a migration), by Docker name; 0 for any other. If the program fails, the exception carries
     what was registered before it failed as ``registrations``.
     """
-    config = {**stack_config(stack), **(overrides or {})}
+    config = {**stack_config(stack, stacks_dir), **(overrides or {})}
     for key in drop:
         config.pop(key, None)
     if not all(isinstance(v, str) for v in config.values()):
@@ -193,10 +213,11 @@ def run_program(
     @pulumi.runtime.test
     def program():
         service = runpy.run_path(str(PROGRAM), run_name="__main__")["service"]
+        database = service.database  # None for a read-only app
         watched = {
             "database_host": service.database_host,
-            "database_name": service.database.name,
-            "database_password_is_secret": pulumi.Output.from_input(service.database.password.is_secret()),
+            "database_name": database.name if database is not None else None,
+            "database_password_is_secret": pulumi.Output.from_input(database.password.is_secret()) if database is not None else None,
             "migration_containers": {version: m.container.name for version, m in service.migrations.items()},
             "live_colour": service.live_colour,
             "live_url": service.live_url,

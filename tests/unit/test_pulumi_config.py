@@ -1,12 +1,17 @@
-"""Config through the Pulumi path: the Pulumi.yaml schema, and bad values stopping the program."""
+"""Config through the Pulumi path: the Pulumi.yaml schema, and bad values stopping the program.
+
+A bad value stops the program with a ``pulumi.RunError`` and nothing else: the Pulumi CLI prints a
+RunError as its one-sentence message, any other exception with a Python traceback.
+"""
 
 from __future__ import annotations
 
 import re
 
+import pulumi
 import pytest
 import yaml
-from pulumi_harness import ROOT, run_program, stack_config
+from pulumi_harness import ROOT, STACKS_DIR, run_program, stack_config
 
 from stacks.spec import REQUIRED_KEYS, SpecError, spec_from_config
 
@@ -25,16 +30,58 @@ PULUMI_TYPES = {"integer": int, "string": str}
         ("cutover:liveColor", {"cutover:liveColor": "purple"}, ()),  # unknown colour
         ("cutover:poolSize", {"cutover:poolSize": "0"}, ()),  # an empty pool serves nothing
         ("cutover:previewPort", {"cutover:previewPort": "8080"}, ()),  # clashes with the live port
+        ("cutover:app", {}, ("cutover:app",)),  # which app is deployed has no default
+        ("cutover:app", {"cutover:app": "../examples/no-such-app.yaml"}, ()),  # not a file
     ],
 )
 def test_bad_config_stops_the_program_with_one_sentence_naming_the_key(key, overrides, drop):
-    with pytest.raises(SpecError) as caught:
+    with pytest.raises(pulumi.RunError) as caught:
         run_program("dev", overrides, drop)
+    _assert_one_sentence(caught.value)
     message = str(caught.value)
     assert key in message
     assert message.startswith("stacks/Pulumi.dev.yaml: ")
+    # The very sentence the simulator prints for the same file.
+    config = {k: v for k, v in {**stack_config("dev"), **overrides}.items() if k not in drop}
+    with pytest.raises(SpecError) as direct:
+        spec_from_config("dev", config, source="stacks/Pulumi.dev.yaml", stacks_dir=STACKS_DIR)
+    assert str(direct.value) == message
+
+
+def _assert_one_sentence(error: BaseException) -> None:
+    # Exactly RunError (not a subclass or a wrapper), so the CLI prints the message without a trace.
+    assert type(error) is pulumi.RunError, type(error)
+    message = str(error)
     # One sentence: a single full stop, at the end.
-    assert message.endswith(".") and not re.search(r"[.!?]\s", message), message
+    assert "\n" not in message and message.endswith(".") and not re.search(r"[.!?]\s", message), message
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ("format: cutover-app/1\nname: broken\nimage: {repository: team/web}\nhealth: {path: /h}\nsmoke: [{path: /}]\n", "port"),
+        (
+            "format: cutover-app/1\nname: broken\nimage: {repository: team/web}\nport: 80\nhealth: {path: /h}\n"
+            "smoke: [{path: /}]\nstop: {signal: SIGNOPE}\n",
+            "stop.signal",
+        ),
+        (
+            "format: cutover-app/1\nname: broken\nimage: {repository: team/web}\nport: 80\nhealth: {path: /h}\n"
+            "smoke: [{path: /}]\nmigrations: {command: [migrate], expand_only: true}\n",
+            "database",
+        ),
+    ],
+)
+def test_a_bad_app_definition_stops_the_program_with_one_sentence_naming_the_file_and_field(tmp_path, document, field):
+    app_file = tmp_path / "cutover-app.yaml"
+    app_file.write_text(document)
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program("dev", {"cutover:app": str(app_file)})
+    _assert_one_sentence(caught.value)
+    message = str(caught.value)
+    assert message.startswith(f"{app_file}: ") and field in message, message
+    # Stopped before a single resource was declared.
+    assert not caught.value.registrations
 
 
 def test_project_file():
@@ -73,7 +120,8 @@ def test_schema_defaults_make_a_valid_stack():
     config = {f"cutover:{name}": entry["default"] for name, entry in SCHEMA.items() if "default" in entry}
     # Artefact versions and the engine have no sensible default: a stack must say them.
     without_default = {key for key in REQUIRED_KEYS if key not in config}
-    assert without_default == {"docker:host", "cutover:blueVersion", "cutover:greenVersion"}
+    # Nor does the app: a stack that forgot to name one must not quietly deploy the demo.
+    assert without_default == {"docker:host", "cutover:app", "cutover:blueVersion", "cutover:greenVersion"}
     dev = stack_config("dev")
-    spec = spec_from_config("new", {**config, **{key: dev[key] for key in without_default}}, source="Pulumi.yaml defaults")
+    spec = spec_from_config("new", {**config, **{key: dev[key] for key in without_default}}, source="Pulumi.yaml defaults", stacks_dir=STACKS_DIR)
     assert spec.pool_size == SCHEMA["poolSize"]["default"]

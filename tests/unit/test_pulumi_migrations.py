@@ -30,7 +30,7 @@ def test_one_run_per_version_serialised_after_the_database():
     run = run_program("dev", SPLIT)
     runs = {labels(m.inputs)["cutover.version"]: m for m in _containers(run, "migration")}
     assert sorted(runs) == ["1.0.0", "1.1.0"]
-    assert {v: m.inputs["image"] for v, m in runs.items()} == {"1.0.0": "cutover-app:1.0.0", "1.1.0": "cutover-app:1.1.0"}
+    assert {v: m.inputs["image"] for v, m in runs.items()} == {"1.0.0": "cutover-demo:1.0.0", "1.1.0": "cutover-demo:1.1.0"}
     (db,) = _containers(run, "database")
     for m in runs.values():
         assert db.urn in m.dependencies, m.name

@@ -1,12 +1,13 @@
 """Parity: the Pulumi program declares exactly the containers the simulator creates.
 
 Both executors render ``stacks.topology.stack_containers(spec)`` and, for each version a colour runs,
-``stacks.topology.migration_container(spec, version, "expand")``. Here the expected pulumi-docker
+``stacks.topology.migration_container(spec, version, <the app's expand command>)``. Here the expected pulumi-docker
 inputs are written out field by field from each ContainerSpec (independently of
 ``components/render.py``) and compared with what the program sent to the mock engine.
 
 Secrets: a ContainerSpec names the secrets it needs, never their values. The comparison holds the
-environment's names and plain values equal and every secret value as ``<secret>``; that the value
+environment's names and plain values equal and every secret variable as its template with
+``<secret>`` in the secret's place; that the value
 is the stack's generated password, and kept secret, is test_pulumi_secrets.py's business.
 
 The one documented difference: on the Pulumi side each migration run is a container that stays
@@ -25,7 +26,7 @@ from pulumi_harness import CONTAINER, NETWORK, VOLUME, is_secret, labels, redact
 
 from stacks.docker_objects import stack_network, stack_volumes
 from stacks.spec import COLOURS, load_stack
-from stacks.topology import ContainerSpec, migration_container, stack_containers
+from stacks.topology import ContainerSpec, migration_container, secret_value, stack_containers
 
 STACKS = ("dev", "ci", "prod")
 
@@ -35,9 +36,19 @@ def pulumi_name(c: ContainerSpec) -> str:
     return f"{c.name}-{c.version}" if c.role == "migration" else c.name
 
 
+def expand_command(spec) -> tuple[str, ...] | None:
+    """Written out from the app definition, independently of components/migration.py."""
+    migrations = spec.app.migrations
+    if migrations is None:
+        return None
+    return migrations.expand if migrations.self_describing else migrations.command
+
+
 def expected_containers(spec) -> list[ContainerSpec]:
     versions = sorted({spec.version_of(colour) for colour in COLOURS})
-    return [*stack_containers(spec), *(migration_container(spec, v, "expand") for v in versions)]
+    command = expand_command(spec)
+    runs = [migration_container(spec, v, command) for v in versions] if command else []
+    return [*stack_containers(spec), *runs]
 
 
 def expected_inputs(c: ContainerSpec) -> dict:
@@ -47,7 +58,7 @@ def expected_inputs(c: ContainerSpec) -> dict:
         "image": c.image,
         "hostname": c.hostname,
         # Plain values as they are; each secret as its variable's name and a placeholder.
-        "envs": [f"{key}={value}" for key, value in c.env] + [f"{key}=<secret>" for key, _ in c.secret_env],
+        "envs": [f"{key}={value}" for key, value in c.env] + [f"{key}={secret_value(template, '<secret>')}" for key, _, template in c.secret_env],
         "command": list(c.command) or None,
         "ports": [{"internal": p.internal, "external": p.external, "ip": p.ip, "protocol": "tcp"} for p in c.ports],
         "networksAdvanced": [{"name": c.network, "aliases": [c.hostname]}],
@@ -64,6 +75,7 @@ def expected_inputs(c: ContainerSpec) -> dict:
         "uploads": [{"file": u.path, "content": u.content} for u in c.uploads],
         "volumes": [{"volumeName": v.volume, "containerPath": v.container_path} for v in c.volumes],
         "labels": c.labels_with_fingerprint(),
+        "stopSignal": c.stop_signal,
         "stopTimeout": c.stop_timeout_s,
     }
 

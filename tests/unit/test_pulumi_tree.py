@@ -15,6 +15,7 @@ from pulumi_harness import (
     RANDOM_PASSWORD,
     SERVICE,
     VOLUME,
+    ROOT,
     labels,
     run_program,
 )
@@ -91,11 +92,13 @@ def test_every_service_container_is_health_checked_restarted_and_deleted_before_
 
 
 def test_migrations_are_one_shot_runs(run):
+    spec = load_stack(run.stack)
     migrations = [c for c in run.of_type(CONTAINER) if _role(c) == "migration"]
     assert migrations
     for container in migrations:
         inputs = container.inputs
-        assert inputs["command"] == ["python3", "-m", "migrate", "expand"], container.name
+        # The expand command the app definition declares (the demo's: its own migrate module).
+        assert inputs["command"] == list(spec.app.migrations.expand), container.name
         # `up` attaches and waits for the exit; an exited container is success for the provider,
         # which records its exit code (checked by the program, see test_pulumi_migrations.py).
         assert inputs["attach"] is True and inputs["mustRun"] is False, container.name
@@ -144,20 +147,29 @@ def test_components_parent_their_children(run):
 def test_images_are_built_locally_never_pushed(run):
     spec = load_stack(run.stack)
     images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
-    expected = {"cutover-proxy:1", "cutover-postgres:15"} | {f"{spec.app_image}:{spec.version_of(c)}" for c in COLOURS}
+    expected = {"cutover-proxy:1", "cutover-postgres:15"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
     assert set(images) == expected
     for name, inputs in images.items():
         assert inputs["skipPush"] is True, name
         assert inputs["build"]["args"]["BASE_IMAGE"] == spec.base_image, name
     for colour in COLOURS:
         version = spec.version_of(colour)
-        app = images[f"{spec.app_image}:{version}"]
-        assert app["build"]["args"]["APP_VERSION"] == version
-        assert app["build"]["context"] == "."
-        assert app["build"]["dockerfile"] == "images/app/Dockerfile"
+        app = images[spec.app.image_tag(version)]
+        # The app's own build args, with its {version} placeholder filled in.
+        assert app["build"]["args"] == {"BASE_IMAGE": spec.base_image, **spec.app.build_args(version)}
+        assert version in app["build"]["args"].values()
+        # The demo's definition names its own directory as the context, relative to the project.
+        assert app["build"]["context"] == "examples/demo"
+        # pulumi-docker reads `dockerfile` from the working directory (the project), not from the
+        # context: a bare "Dockerfile" here would build the project root's (there is none).
+        assert app["build"]["dockerfile"] == "examples/demo/Dockerfile"
+        assert (ROOT / app["build"]["dockerfile"]).is_file()
     assert images["cutover-proxy:1"]["build"]["context"] == "images/proxy"
+    assert images["cutover-proxy:1"]["build"]["dockerfile"] == "images/proxy/Dockerfile"
     assert images["cutover-postgres:15"]["build"]["context"] == "images/postgres"
     assert images["cutover-postgres:15"]["build"]["dockerfile"] == "images/postgres/Dockerfile"
+    for name, inputs in images.items():
+        assert (ROOT / inputs["build"]["dockerfile"]).is_file(), name
 
 
 def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
@@ -185,7 +197,7 @@ def test_outputs_a_user_needs(run):
     assert out["switch_output"] == f"live={spec.live_colour}"
     assert out["proxy_container_name"] == f"cutover-{run.stack}-proxy"
     for colour in COLOURS:
-        image = f"{spec.app_image}:{spec.version_of(colour)}"
+        image = spec.app.image_tag(spec.version_of(colour))
         assert out[f"{colour}_version"] == spec.version_of(colour)
         assert out[f"{colour}_image"] == image
         assert out[f"{colour}_image_digest"] == f"sha256:mock-{image}"
@@ -201,4 +213,4 @@ def test_one_app_image_per_distinct_version():
     assert [r.name for r in shared.of_type(IMAGE) if r.name not in others] == ["app-image-1.0.0"]
     split = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.1.0"})
     assert sorted(r.name for r in split.of_type(IMAGE) if r.name not in others) == ["app-image-1.0.0", "app-image-1.1.0"]
-    assert split.outputs["green_image"] == "cutover-app:1.1.0"
+    assert split.outputs["green_image"] == "cutover-demo:1.1.0"
