@@ -206,6 +206,12 @@ class DockerDriver:
                 removed.append(f"volume {volume.name}")
         return removed
 
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
     def wait_healthy(self, names: list[str], deadline_s: float) -> None:
         """Block until every named container reports healthy, or fail naming the ones that did not."""
         wait_until(

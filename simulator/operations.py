@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import docker.errors
+
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused
 from simulator.images import ImageBuilder
@@ -23,6 +25,8 @@ from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_
 from stacks.topology import DB_PASSWORD_SECRET, database_container_name, database_volume, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
+# How long a server may answer its health check with a wrong HTTP status before that is final.
+WRONG_HEALTH_ANSWER_S = 10
 
 
 @dataclass
@@ -127,48 +131,75 @@ class Simulator:
     # -- changes ------------------------------------------------------------------------------
 
     def up(self) -> list[Action]:
-        """Create what is missing, replace what drifted; a second run finds nothing to do."""
+        """Create what is missing, replace what drifted; a second run finds nothing to do.
+
+        A stack created from nothing is created whole or not at all: if any step fails (an image
+        that does not build, a migration that fails, an app that never passes its health check),
+        what this run created is removed again.
+        """
         with stack_lock(self.spec.stack):
-            actions = self.plan_up()
+            observed = self.driver.observe()
+            actions = plan_up(self.spec, observed)
             if not actions:
                 self._sync_versions()
                 return []
-            read_write = self.spec.app.read_write
-            if read_write:
-                # Settle the password before anything is created: afterwards a fresh database
-                # volume would look like an old one whose password went missing.
-                self.secrets.get(DB_PASSWORD_SECRET)
-                self.images.ensure_database()
-            self.images.ensure_proxy()
-            versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
-            for version in versions:
-                self.images.ensure_app(version)
-            # The database first, then each version's expand migrations, then the apps: no app
-            # container ever starts on a schema older than the one it needs.
-            first = [a for a in actions if a.container is None or a.container.role == "database"]
-            for action in first:
-                self.say(action.describe())
-                self.driver.apply(action)
-            if read_write:
-                self.driver.wait_healthy([database_container_name(self.spec)], HEALTHY_DEADLINE_S)
-            for version in versions:
-                applied = self.schema.expand(version, None, lint=False)
-                if applied:
-                    self.say(f"expand migrations for {version}: {', '.join(applied)}")
-            for action in actions:
-                if action not in first:
-                    self.say(action.describe())
-                    self.driver.apply(action)
-            touched = [a.target for a in actions if a.container]
-            self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
-            self._sync_versions()
-            for colour in COLOURS:
-                self._wait_servers_up(self.proxy, colour)
-            if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
-                # A brand-new proxy starts from its seeded map; make the spec's colour live.
-                self.proxy.switch_to(self.spec.live_colour)
+            fresh = not observed.containers and not observed.network_exists
+            try:
+                self._converge(actions)
+            except (CutoverError, docker.errors.APIError) as exc:
+                if fresh:
+                    self._remove_half_made_stack(observed)
+                self.ledger.record("up", "failed", actions=[a.describe() for a in actions], error=str(exc), removed_again=fresh)
+                raise
             self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
             return actions
+
+    def _remove_half_made_stack(self, before) -> None:
+        for container in self.driver.stack_containers():
+            self.driver.remove(container.name)
+        self.driver.remove_network_and_volumes(with_volumes=False)
+        for volume in sorted(self.driver.observe().volumes - before.volumes):
+            self.driver.remove_volume(volume)
+        if database_volume(self.spec) not in before.volumes:
+            # Its password went with the volume it was created for.
+            self.secrets.forget_all()
+        self.say(f"removed what this run created: stack {self.spec.stack} is as it was (empty)")
+
+    def _converge(self, actions: list[Action]) -> None:
+        read_write = self.spec.app.read_write
+        if read_write:
+            # Settle the password before anything is created: afterwards a fresh database
+            # volume would look like an old one whose password went missing.
+            self.secrets.get(DB_PASSWORD_SECRET)
+            self.images.ensure_database()
+        self.images.ensure_proxy()
+        versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
+        for version in versions:
+            self.images.ensure_app(version)
+        # The database first, then each version's expand migrations, then the apps: no app
+        # container ever starts on a schema older than the one it needs.
+        first = [a for a in actions if a.container is None or a.container.role == "database"]
+        for action in first:
+            self.say(action.describe())
+            self.driver.apply(action)
+        if read_write:
+            self.driver.wait_healthy([database_container_name(self.spec)], HEALTHY_DEADLINE_S)
+        for version in versions:
+            applied = self.schema.expand(version, None, lint=False)
+            if applied:
+                self.say(f"expand migrations for {version}: {', '.join(applied)}")
+        for action in actions:
+            if action not in first:
+                self.say(action.describe())
+                self.driver.apply(action)
+        touched = [a.target for a in actions if a.container]
+        self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
+        self._sync_versions()
+        for colour in COLOURS:
+            self._wait_servers_up(self.proxy, colour)
+        if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
+            # A brand-new proxy starts from its seeded map; make the spec's colour live.
+            self.proxy.switch_to(self.spec.live_colour)
 
     def _sync_versions(self) -> None:
         """Make the proxy's version map (stamped on every response) say what each pool runs."""
@@ -350,10 +381,33 @@ class Simulator:
             raise PreflightRefused(f"refusing to switch to {target}: {exc} Live colour unchanged.") from None
 
     def _wait_servers_up(self, proxy: ProxyAPI, colour: str) -> None:
+        """Until HAProxy's HTTP check sees every server of ``colour`` up.
+
+        A server that answers the health path with the wrong status for WRONG_HEALTH_ANSWER_S is
+        running but will never pass: that is the app definition's health.path, said at once
+        instead of after the whole deadline.
+        """
+        path = self.spec.app.health.path
+        wrong_since: dict[str, float] = {}
+
+        def all_up() -> bool:
+            servers = proxy.servers(colour)
+            now = time.monotonic()
+            for s in servers:
+                if s.up or s.check != "L7STS":
+                    wrong_since.pop(s.server, None)
+                    continue
+                if now - wrong_since.setdefault(s.server, now) > WRONG_HEALTH_ANSWER_S:
+                    raise CutoverError(
+                        f"the app's health.path {path} answers {s.check_code or 'a status other than 200'} on {colour} "
+                        f"({s.server}), not 200; fix health.path in the app definition or the app."
+                    )
+            return all(s.up for s in servers)
+
         wait_until(
-            lambda: all(s.up for s in proxy.servers(colour)),
+            all_up,
             HEALTHY_DEADLINE_S,
-            lambda: f"HAProxy does not see {colour} as up: "
+            lambda: f"HAProxy does not see {colour} as up after {HEALTHY_DEADLINE_S}s on health.path {path}: "
             + ", ".join(f"{s.server} {s.status} ({s.check})" for s in proxy.servers(colour) if not s.up),
         )
 

@@ -22,6 +22,7 @@ class ServerState:
     status: str  # UP, DOWN, MAINT, "MAINT (resolution)", no check...
     sessions: int
     check: str
+    check_code: str = ""  # the HTTP status the last health check got, if it got one
 
     @property
     def up(self) -> bool:
@@ -71,6 +72,7 @@ class ProxyAPI:
                 status=row["status"],
                 sessions=int(row["scur"] or 0),
                 check=row.get("check_status", "") or "",
+                check_code=row.get("check_code", "") or "",
             )
             for row in self.stats()
             if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")

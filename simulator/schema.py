@@ -157,8 +157,12 @@ class Schema:
         code, out, err = self.driver.run_once(migration_container(self.spec, version, command))
         if code != 0:
             reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
-            raise CutoverError(f"{step} migration of {version} failed and was rolled back, schema unchanged: {reason}")
+            raise CutoverError(self.failure(version, command, step, code, reason))
         return out
+
+    def failure(self, version: str, command: tuple[str, ...], step: str, code: int, reason: str) -> str:
+        # The contract promises an all-or-nothing step (docs/migrations.md), so the schema is as it was.
+        return f"{step} migration of {version} failed and was rolled back, schema unchanged: {reason}"
 
     def _blocked(self, version: str, violations: list[Violation]) -> None:
         if violations:
@@ -264,6 +268,10 @@ class ExpandOnlySchema(Schema):
 
     def incompatibility(self, version: str) -> str | None:
         return None  # nothing is ever contracted
+
+    def failure(self, version: str, command: tuple[str, ...], step: str, code: int, reason: str) -> str:
+        # A command that cannot describe itself promises nothing about what a failed run left.
+        return f"the migrate command of {version} ({' '.join(command)}) exited {code}, nothing of {version} was started: {reason}"
 
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
         new_files = self.new_sql_files(version, live_version)

@@ -340,9 +340,18 @@ def _first_problem(exc: ValidationError) -> str:
         return f"unknown field {location!r}."
     if error["type"] == "literal_error" and location == "format":
         return f"format must be {APP_FORMAT!r}, got {error.get('input')!r}."
-    return f"{location or 'the file'}: {message.rstrip('.')}."
+    message = message.rstrip(".")
+    if message.startswith("Input should"):
+        # Pydantic's own wording; the value the user wrote makes it actionable.
+        message = "must" + message[len("Input should") :] + f", got {error.get('input')!r}"
+    return f"{location}: {message}." if location else f"{message}."
 
 
 def _is_union_tag(part: Any) -> bool:
     # Pydantic names the union member it tried (e.g. "SelfDescribingMigrations"); users never wrote it.
     return isinstance(part, str) and part[:1].isupper()
+
+
+# Frozen pydantic models hash their fields, and dicts do not hash; the definition's canonical JSON
+# does, so a StackSpec holding an AppSpec stays hashable.
+AppSpec.__hash__ = lambda self: hash(self.model_dump_json())  # type: ignore[method-assign]

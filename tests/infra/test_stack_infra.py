@@ -19,7 +19,7 @@ from stacks.proxy_config import (
     render_haproxy_config,
 )
 from stacks.spec import COLOURS, load_stack
-from stacks.topology import APP_PORT, app_container_name, app_container_names, proxy_container_name
+from stacks.topology import app_container_name, app_container_names, proxy_container_name
 
 pytestmark = pytest.mark.docker
 
@@ -60,7 +60,7 @@ def test_haproxy_accepts_its_config(proxy_host):
 
 def test_proxy_runs_the_config_rendered_from_the_spec(ci_stack, proxy_host):
     """No drift: what HAProxy reads is exactly what the spec renders (both executors upload this)."""
-    assert proxy_host.file(HAPROXY_CONFIG_PATH).content_string == render_haproxy_config(ci_stack, app_container_names(ci_stack), APP_PORT)
+    assert proxy_host.file(HAPROXY_CONFIG_PATH).content_string == render_haproxy_config(ci_stack, app_container_names(ci_stack), ci_stack.app.port)
 
 
 def test_haproxy_is_running(proxy_host):
@@ -123,7 +123,7 @@ def test_the_host_listens_on_loopback_only(ci_stack):
 
 def test_app_container_listens_on_the_app_port(app):
     _, _, host = app
-    assert host.socket(f"tcp://0.0.0.0:{APP_PORT}").is_listening
+    assert host.socket(f"tcp://0.0.0.0:{_SPEC.app.port}").is_listening
 
 
 def test_gunicorn_serves_the_app(app):
@@ -134,7 +134,7 @@ def test_gunicorn_serves_the_app(app):
     workers = [p for p in host.process.filter(comm="gunicorn") if p.ppid == 1]
     assert workers, "gunicorn has no worker process"
     owners = {p for p in listening_tcp(host, "gunicorn")}
-    assert ("0.0.0.0", APP_PORT) in owners
+    assert ("0.0.0.0", _SPEC.app.port) in owners
 
 
 def test_app_colour_matches_the_container(app):
@@ -144,9 +144,9 @@ def test_app_colour_matches_the_container(app):
     environ = dict(
         item.split("=", 1) for item in host.file("/proc/1/environ").content.decode().split("\0") if "=" in item
     )
-    assert environ["APP_COLOUR"] == colour
-    assert environ["APP_INSTANCE"] == container.name
-    assert host.environment()["APP_COLOUR"] == colour
+    assert environ["CUTOVER_COLOUR"] == colour
+    assert environ["CUTOVER_INSTANCE"] == container.name
+    assert host.environment()["CUTOVER_COLOUR"] == colour
 
 
 def test_app_containers_publish_no_ports(app):

@@ -35,6 +35,14 @@ def items_columns(spec) -> set[str]:
     return set(result.output.decode().split())
 
 
+def schema_revision(spec) -> str | None:
+    """The demo's schema revision, read where Alembic keeps it (cutover itself asks the app's `current`)."""
+    container = docker.from_env().containers.get(database_container_name(spec))
+    result = container.exec_run(["psql", "-tA", "-d", DATABASE_NAME, "-c", "SELECT version_num FROM alembic_version"], user="postgres")
+    assert result.exit_code == 0, result.output
+    return result.output.decode().strip() or None
+
+
 def idle_container_ids(spec, sim) -> dict[str, str]:
     client = docker.from_env()
     idle = other_colour(sim.live_colour())
@@ -43,7 +51,7 @@ def idle_container_ids(spec, sim) -> dict[str, str]:
 
 def prebuilt_artefact(tag: str, migration_name: str, migration_source: str, drop: str | None = None) -> str:
     """An artefact 'built elsewhere': the current source plus one extra migration, not rebuilt by us."""
-    base = "cutover-app:2.0.0"
+    base = "cutover-demo:2.0.0"
     assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0  # makes sure the base artefact exists
     dockerfile = textwrap.dedent(
         f"""
@@ -89,7 +97,7 @@ def test_writes_survive_switch_and_rollback(ci_stack, tmp_path):
 
 def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
     tag = prebuilt_artefact(
-        "cutover-app:4.0.0-broken",
+        "cutover-demo:4.0.0-broken",
         "0003_breaks_half_way.py",
         '''
         from alembic import op
@@ -103,7 +111,7 @@ def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
         ''',
         drop="0003_require_body_length.py",
     )
-    live, revision, idle_ids = sim.live_colour(), sim.schema.current(), idle_container_ids(ci_stack, sim)
+    live, revision, idle_ids = sim.live_colour(), schema_revision(ci_stack), idle_container_ids(ci_stack, sim)
 
     result = run_cli("deploy", "--stack", TEST_STACK, tag.split(":")[1])
 
@@ -112,7 +120,7 @@ def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
     assert len(message.splitlines()) == 1, message
     assert "migration of 4.0.0-broken failed and was rolled back" in message and "division by zero" in message.lower()
     assert "half_done" not in items_columns(ci_stack)
-    assert sim.schema.current() == revision
+    assert schema_revision(ci_stack) == revision
     assert idle_container_ids(ci_stack, sim) == idle_ids  # the idle colour was never touched
     assert sim.live_colour() == live
     assert requests.get(f"{ci_stack.live_url()}/version", timeout=5).status_code == 200
@@ -120,7 +128,7 @@ def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
 
 def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
     tag = prebuilt_artefact(
-        "cutover-app:5.0.0-dropcol",
+        "cutover-demo:5.0.0-dropcol",
         "0003_drop_body_length.py",
         '''
         from alembic import op
@@ -133,7 +141,7 @@ def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
         ''',
         drop="0003_require_body_length.py",
     )
-    revision, idle_ids = sim.schema.current(), idle_container_ids(ci_stack, sim)
+    revision, idle_ids = schema_revision(ci_stack), idle_container_ids(ci_stack, sim)
 
     result = run_cli("deploy", "--stack", TEST_STACK, tag.split(":")[1])
 
@@ -142,26 +150,7 @@ def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
     assert "blocked by the migration lint gate" in message, message
     assert "0003_drop_body_length.py: rule ban-drop-column at line" in message, message
     assert "body_length" in items_columns(ci_stack)
-    assert sim.schema.current() == revision
-    assert idle_container_ids(ci_stack, sim) == idle_ids
-
-
-def test_prebuilt_artefact_of_another_version_is_refused_before_anything_changes(ci_stack, sim):
-    assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0  # the image to mislabel
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        data = b"FROM cutover-app:2.0.0\nLABEL cutover.built-from=elsewhere\n"
-        info = tarfile.TarInfo("Dockerfile")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    docker.from_env().images.build(fileobj=context, custom_context=True, tag="cutover-app:6.0.0-mislabelled", rm=True)
-    idle_ids = idle_container_ids(ci_stack, sim)
-
-    result = run_cli("deploy", "--stack", TEST_STACK, "6.0.0-mislabelled")
-
-    assert result.returncode == 1
-    assert "reports APP_VERSION='2.0.0', not '6.0.0-mislabelled'" in result.stderr
+    assert schema_revision(ci_stack) == revision
     assert idle_container_ids(ci_stack, sim) == idle_ids
 
 
@@ -184,7 +173,7 @@ def test_rollback_works_on_expanded_schema_and_is_refused_after_finalize(ci_stac
     assert run_cli("switch", "--stack", TEST_STACK).returncode == 0
     finalized = run_cli("finalize", "--stack", TEST_STACK)
     assert finalized.returncode == 0, finalized.stderr
-    assert sim.schema.current() == "0003"
+    assert schema_revision(ci_stack) == "0003"
     entries = [e for e in sim.ledger.entries() if e["action"] == "finalize"]
     assert entries[-1]["outcome"] == "ok" and entries[-1]["applied"] == ["0003"]
 

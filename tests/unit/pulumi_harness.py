@@ -88,6 +88,12 @@ class ProgramRun:
     # Every secret value the mocks generated (the database password).
     secret_values: tuple[str, ...]
 
+    def spec(self):
+        """The spec the program built from this run's config (as ``components.program.load_spec``)."""
+        from stacks.spec import spec_from_config
+
+        return spec_from_config(self.stack, self.config, source=f"stacks/Pulumi.{self.stack}.yaml", stacks_dir=STACKS_DIR)
+
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.resources if r.type == type_]
 
@@ -321,3 +327,77 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if not items:
         flat[prefix] = value  # keep empty lists and maps visible, so [] vs [x] is a difference
     return flat
+
+
+# App definitions the example directories do not cover, written into a test's tmp directory. Each
+# is a complete cutover-app/1 file; none shares a port, an env name or a command with the demo.
+EXPAND_ONLY_APP = """\
+format: cutover-app/1
+name: ledger
+image:
+  build:
+    context: .
+    dockerfile: build/Containerfile
+    args:
+      LEDGER_RELEASE: "{version}"
+port: 7000
+health:
+  path: /ready
+  command: [/opt/ledger/bin/ready]
+stop:
+  signal: SIGINT
+  grace_seconds: 15
+env:
+  LEDGER_MODE: serve
+  LEDGER_BUILD: "ledger-{version}"
+smoke:
+  - path: /ready
+database:
+  env:
+    LEDGER_DB_URL: "postgresql://{user}:{password}@{host}:{port}/{name}?sslmode=disable"
+    LEDGER_DB_HOST: "{host}"
+migrations:
+  command: [/opt/ledger/bin/ledger-migrate, up, --no-prompt]
+  expand_only: true
+  sql_dir: /opt/ledger/sql
+"""
+
+# A database, but no migrations: the app manages its schema itself (or has none to manage).
+DATABASE_NO_MIGRATIONS_APP = """\
+format: cutover-app/1
+name: notes
+image:
+  build: {}
+port: 5050
+health:
+  path: /up
+smoke:
+  - path: /up
+database:
+  env:
+    NOTES_PGPASSWORD: "{password}"
+    NOTES_PGHOST: "{host}"
+"""
+
+# Prebuilt by the team and loaded into the engine: cutover never builds it.
+PREBUILT_APP = """\
+format: cutover-app/1
+name: storefront
+image:
+  repository: acme/storefront
+port: 3000
+health:
+  path: /health
+smoke:
+  - path: /
+"""
+
+
+def write_app(directory: Path, document: str, dockerfile: str = "Dockerfile") -> Path:
+    """``document`` as ``directory/cutover-app.yaml``, with a (never built) Dockerfile beside it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / dockerfile).parent.mkdir(parents=True, exist_ok=True)
+    (directory / dockerfile).write_text("FROM scratch\n")
+    app_file = directory / "cutover-app.yaml"
+    app_file.write_text(document)
+    return app_file

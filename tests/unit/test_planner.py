@@ -86,7 +86,7 @@ def test_empty_world_creates_network_volume_proxy_and_both_pools(spec):
         assert action.container.name == action.target
         if action.container.role == "app":
             assert action.container.version == spec.version_of(action.container.colour)
-            assert action.container.image == f"{spec.app_image}:{spec.version_of(action.container.colour)}"
+            assert action.container.image == spec.app.image_tag(spec.version_of(action.container.colour))
 
 
 @pytest.mark.parametrize("stack", ["dev", "ci", "prod"])
@@ -204,7 +204,7 @@ def test_up_recreates_a_missing_member_at_the_version_its_pool_runs(spec):
     actions = plan_up(spec, observed)
     assert kinds_and_targets(actions) == [("create", name)]
     assert actions[0].container.version == "2.0.0"
-    assert actions[0].container.image == f"{spec.app_image}:2.0.0"
+    assert actions[0].container.image == spec.app.image_tag("2.0.0")
 
 
 def test_up_replaces_a_drifted_member_at_the_version_its_pool_runs(spec):
@@ -236,8 +236,8 @@ def test_deploy_touches_only_the_named_colour(spec, colour):
         assert action.kind == "replace"
         assert action.container.colour == colour
         assert action.container.version == "2.0.0"
-        assert action.container.image == f"{spec.app_image}:2.0.0"
-        assert dict(action.container.env)["APP_COLOUR"] == colour
+        assert action.container.image == spec.app.image_tag("2.0.0")
+        assert dict(action.container.env)["CUTOVER_COLOUR"] == colour
 
 
 def test_deploy_never_touches_proxy_network_or_volume(spec):
@@ -260,3 +260,18 @@ def test_deploy_replaces_even_when_the_version_is_unchanged(spec):
     actions = plan_deploy(spec, world_matching(spec), "blue", spec.blue_version)
     assert [a.kind for a in actions] == ["replace"] * spec.pool_size
     assert all(f"{spec.blue_version} -> {spec.blue_version}" in a.reason for a in actions)
+
+
+def test_a_read_only_app_has_no_database_container_or_volume():
+    from pathlib import Path
+
+    site = load_stack("static-ci", Path(__file__).resolve().parents[2] / "examples/static-site")
+    actions = plan_up(site, Observed({}, network_exists=False, volumes=frozenset()))
+    roles = {a.container.role for a in actions if a.container}
+    assert roles == {"proxy", "app"}
+    assert [a.target for a in actions if a.kind == "create-volume"] == [proxy_state_volume(site)]
+    for action in actions:
+        if action.container and action.container.role == "app":
+            # Nothing a database would bring: no secret, no database settings.
+            assert action.container.secret_env == ()
+            assert {k for k, _ in action.container.env} == {"CUTOVER_COLOUR", "CUTOVER_INSTANCE", "CUTOVER_VERSION"}

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from stacks.proxy_config import (
+    COLOUR_HEADER,
+    SERVER_HEADER,
+    VERSION_HEADER,
+    VERSION_MAP,
     ADMIN_SOCKET,
     COLOUR_MAP,
     COLOUR_MAP_DIR,
@@ -18,7 +22,9 @@ from stacks.proxy_config import (
     render_haproxy_config,
 )
 from stacks.spec import COLOURS, load_stack
-from stacks.topology import APP_PORT, app_container_name, app_container_names, proxy_container
+from stacks.topology import app_container_name, app_container_names, proxy_container
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STACKS = ("dev", "ci", "prod")
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "proxy" / "proxy-entrypoint"
@@ -47,7 +53,7 @@ def directives(section: list[list[str]], keyword: str) -> list[list[str]]:
 
 
 def rendered(spec) -> dict[str, list[list[str]]]:
-    return sections(render_haproxy_config(spec, app_container_names(spec), APP_PORT))
+    return sections(render_haproxy_config(spec, app_container_names(spec), spec.app.port))
 
 
 @pytest.fixture(params=STACKS)
@@ -65,7 +71,7 @@ def test_both_backends_with_pool_size_servers_each(spec):
         servers = directives(config[f"backend {colour}"], "server")
         assert len(servers) == spec.pool_size
         assert [s[1] for s in servers] == [f"{colour}-{i}" for i in range(1, spec.pool_size + 1)]
-        assert [s[2] for s in servers] == [f"{app_container_name(spec, colour, i)}:{APP_PORT}" for i in range(1, spec.pool_size + 1)]
+        assert [s[2] for s in servers] == [f"{app_container_name(spec, colour, i)}:{spec.app.port}" for i in range(1, spec.pool_size + 1)]
 
 
 @pytest.mark.parametrize("pool_size", [1, 5, 20])
@@ -168,8 +174,8 @@ def test_live_colour_is_not_an_input_of_the_proxy_container(spec):
 
 
 def test_live_colour_is_not_in_the_rendered_config(spec):
-    blue = render_haproxy_config(replace(spec, live_colour="blue"), app_container_names(spec))
-    green = render_haproxy_config(replace(spec, live_colour="green"), app_container_names(spec))
+    blue = render_haproxy_config(replace(spec, live_colour="blue"), app_container_names(spec), spec.app.port)
+    green = render_haproxy_config(replace(spec, live_colour="green"), app_container_names(spec), spec.app.port)
     assert blue == green
 
 
@@ -184,5 +190,28 @@ def test_the_proxy_carries_this_config(spec):
     proxy = proxy_container(spec)
     (upload,) = proxy.uploads
     assert upload.path == HAPROXY_CONFIG_PATH
-    assert upload.content == render_haproxy_config(spec, app_container_names(spec))
+    assert upload.content == render_haproxy_config(spec, app_container_names(spec), spec.app.port)
     assert [v.container_path for v in proxy.volumes] == [COLOUR_MAP_DIR]
+
+
+# -- who served a response, said by the proxy -----------------------------------------------------
+
+
+def test_every_backend_stamps_colour_version_and_server_on_its_responses(spec):
+    config = rendered(spec)
+    for colour in COLOURS:
+        backend = config[f"backend {colour}"]
+        stamps = {tokens[2]: tokens[3] for tokens in directives(backend, "http-response") if tokens[1] == "set-header"}
+        assert stamps[COLOUR_HEADER] == colour
+        # The version is looked up in the runtime map on every response: a deploy changes it without a reload.
+        assert stamps[VERSION_HEADER] == f"%[str({colour}),map({VERSION_MAP},unknown)]"
+        assert stamps[SERVER_HEADER] == "%[srv_name]"
+
+
+def test_the_app_port_and_health_path_come_from_the_app_definition():
+    spec = load_stack("static-ci", REPO_ROOT / "examples/static-site")
+    config = rendered(spec)
+    for colour in COLOURS:
+        backend = config[f"backend {colour}"]
+        assert all(server[2].endswith(":9090") for server in directives(backend, "server"))
+        assert ["option", "httpchk", "GET", "/healthz"] in backend

@@ -76,3 +76,37 @@ def test_backward_incompatible_expand_steps_are_blocked(statement, rule):
 
 def test_an_additive_nullable_column_passes_the_gate():
     assert lint("ALTER TABLE items ADD COLUMN body_length integer") == []
+
+
+# -- the migration contract (docs/migrations.md): what `describe` must print -----------------------
+
+import json  # noqa: E402
+
+from simulator.schema import parse_release  # noqa: E402
+
+GOOD = {"contract": 1, "revisions": list(REVISIONS), "needs": "0002", "finalize_to": "0003", "works_until": "0003"}
+
+
+def test_describe_output_is_read_from_its_last_line():
+    release = parse_release("2.0.0", "INFO some log line\n" + json.dumps(GOOD) + "\n")
+    assert release == V2
+
+
+@pytest.mark.parametrize(
+    "output, problem",
+    [
+        ("", "no JSON object"),
+        ("not json", "not JSON"),
+        (json.dumps({**GOOD, "contract": 2}), "'contract' is 2"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "contract"}), "'contract' is None"),
+        (json.dumps({**GOOD, "revisions": [{"id": "0001"}]}), "'revisions' must be"),
+        (json.dumps({**GOOD, "needs": "0009"}), "'needs' names '0009'"),
+        (json.dumps({**GOOD, "revisions": [{**REVISIONS[0], "phase": "shrink"}], "needs": "0001", "finalize_to": "0001", "works_until": "0001"}), "phase"),
+    ],
+)
+def test_describe_output_that_breaks_the_contract_is_one_sentence(output, problem):
+    with pytest.raises(CutoverError) as raised:
+        parse_release("2.0.0", output)
+    message = str(raised.value)
+    assert problem in message and "cutover-migrations/1" in message and "docs/migrations.md" in message
+    assert "\n" not in message

@@ -14,8 +14,13 @@ STACKS = ("dev", "ci", "prod")
 
 
 def ci_config() -> dict:
-    """The ci stack's raw config, as a starting point that each test breaks in one place."""
-    return dict(yaml.safe_load((STACKS_DIR / "Pulumi.ci.yaml").read_text())["config"])
+    """The ci stack's raw config, as a starting point that each test breaks in one place.
+
+    Its app definition is named by absolute path, so the copy loads from any directory.
+    """
+    config = dict(yaml.safe_load((STACKS_DIR / "Pulumi.ci.yaml").read_text())["config"])
+    config["cutover:app"] = str((STACKS_DIR / config["cutover:app"]).resolve())
+    return config
 
 
 def write_stack(stacks_dir: Path, name: str, config: dict) -> Path:
@@ -121,11 +126,11 @@ def test_missing_key_names_key_and_file(tmp_path, key):
 @pytest.mark.parametrize("empty", [None, ""])
 def test_empty_value_counts_as_missing(tmp_path, empty):
     config = ci_config()
-    config["cutover:appImage"] = empty
+    config["cutover:app"] = empty
     path = write_stack(tmp_path, "bad", config)
     with pytest.raises(SpecError) as raised:
         load_stack("bad", tmp_path)
-    assert_one_sentence(str(raised.value), "cutover:appImage", str(path))
+    assert_one_sentence(str(raised.value), "cutover:app", str(path))
 
 
 @pytest.mark.parametrize(
@@ -147,10 +152,10 @@ def test_empty_value_counts_as_missing(tmp_path, empty):
         ("cutover:liveColor", "Blue"),
         ("cutover:bindAddress", "localhost"),
         ("docker:host", "/var/run/docker.sock"),
-        ("cutover:appImage", "Cutover-App"),
+        ("cutover:app", "no-such-app.yaml"),
+        ("cutover:app", 3),
         ("cutover:blueVersion", "1.0 beta"),
         ("cutover:greenVersion", 2),
-        ("cutover:healthPath", "healthz"),
         ("cutover:baseImage", "Debian:Bookworm"),
     ],
 )
@@ -239,6 +244,26 @@ def test_file_without_a_config_mapping_names_the_file(tmp_path, text):
     with pytest.raises(SpecError) as raised:
         load_stack("empty", tmp_path)
     assert_one_sentence(str(raised.value), str(path), "config")
+
+
+def test_a_bad_app_definition_is_named_with_its_field(tmp_path):
+    """The stack loads its app definition; a bad one is one sentence naming the app file and field."""
+    app_file = tmp_path / "cutover-app.yaml"
+    app_file.write_text((STACKS_DIR / "../examples/static-site/cutover-app.yaml").resolve().read_text().replace("port: 9090", "port: 0"))
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    config = ci_config()
+    config["cutover:app"] = "cutover-app.yaml"  # relative to the stack file's directory
+    write_stack(tmp_path, "bad", config)
+    with pytest.raises(SpecError) as raised:
+        load_stack("bad", tmp_path)
+    assert_one_sentence(str(raised.value), str(app_file), "port")
+
+
+def test_stacks_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    write_stack(tmp_path, "mine", ci_config())
+    monkeypatch.setenv("CUTOVER_STACKS_DIR", str(tmp_path))
+    assert known_stacks() == ["mine"]
+    assert load_stack("mine").stack == "mine"
 
 
 def test_spec_error_is_a_value_error():
