@@ -1,0 +1,156 @@
+"""Bring your own app: a read-only nginx site that shares no code with the demo, deployed by the same
+commands; bad app definitions refused in one sentence with nothing left behind. Real Docker, real
+HAProxy, real Locust load on 127.0.0.1."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import docker
+import pytest
+import requests
+import yaml
+
+from stacks.proxy_config import COLOUR_HEADER, SERVER_HEADER, VERSION_HEADER
+from stacks.spec import load_stack
+from tests.conftest import REPO_ROOT, run_cli
+
+pytestmark = pytest.mark.docker
+
+SITE_DIR = REPO_ROOT / "examples/static-site"
+SITE_STACK = "static-ci"
+
+
+def site_cli(*args: str, stacks_dir: Path = SITE_DIR, timeout: float = 600) -> subprocess.CompletedProcess:
+    return run_cli("--stacks-dir", str(stacks_dir), *args, timeout=timeout)
+
+
+def stack_objects(stack: str) -> dict[str, set[str]]:
+    """Every container (by role), network and volume Docker has for ``stack``."""
+    client = docker.from_env()
+    labels = {"label": [f"cutover.stack={stack}"]}
+    return {
+        "containers": {c.labels.get("cutover.role", "?") for c in client.containers.list(all=True, filters=labels)},
+        "networks": {n.name for n in client.networks.list(filters=labels)},
+        "volumes": {v.name for v in client.volumes.list(filters={"label": f"cutover.stack={stack}"})},
+    }
+
+
+@pytest.fixture(scope="module")
+def site(state_dir):
+    site_cli("down", "--stack", SITE_STACK, "--volumes")
+    result = site_cli("up", "--stack", SITE_STACK, timeout=1200)
+    assert result.returncode == 0, f"cutover up failed:\n{result.stdout}\n{result.stderr}"
+    # Nothing of a database, a schema or a migration in what a read-only deployment prints.
+    assert not any(word in result.stdout.lower() for word in ("migrat", "schema", "database", "-db")), result.stdout
+    yield load_stack(SITE_STACK, SITE_DIR)
+    site_cli("down", "--stack", SITE_STACK, "--volumes")
+
+
+def test_a_read_only_app_has_no_database(site):
+    objects = stack_objects(SITE_STACK)
+    assert objects["containers"] == {"proxy", "app"}
+    assert objects["volumes"] == {f"cutover-{SITE_STACK}-proxy-state"}
+
+
+def test_the_image_has_no_version_endpoint_no_app_version_and_another_port(site):
+    image = docker.from_env().images.get(site.app.image_tag(site.blue_version))
+    env = dict(e.partition("=")[::2] for e in image.attrs["Config"].get("Env") or [])
+    assert "APP_VERSION" not in env and "9090/tcp" in image.attrs["Config"]["ExposedPorts"]
+    assert requests.get(f"{site.live_url()}/version", timeout=5).status_code == 404
+    # Who served it comes from the proxy alone.
+    answer = requests.get(site.live_url() + "/", timeout=5)
+    assert answer.headers[COLOUR_HEADER] == site.live_colour
+    assert answer.headers[VERSION_HEADER] == site.blue_version
+    assert answer.headers[SERVER_HEADER].startswith(f"{site.live_colour}-")
+
+
+def test_deploy_switch_and_rollback_under_load_drop_nothing(site, tmp_path):
+    summary_path, record_path = tmp_path / "summary.json", tmp_path / "record.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "--stacks-dir", str(SITE_DIR), "rehearse", "--stack", SITE_STACK, "--users", "20",
+         "--phase-seconds", "4", "--to-version", "2.0.0", "--steps", "deploy,switch,rollback,switch", "--out", str(record_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout and "write" not in result.stdout.split("PASSED")[1].split("\n")[0]
+    with open(record_path) as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) >= 2000
+    assert all(200 <= int(row["status"]) < 300 for row in rows)
+    # The colour and version of every single response are known, from the proxy's headers.
+    assert all(row["colour"] in ("blue", "green") and row["version"] in ("1.0.0", "2.0.0") for row in rows)
+    assert {row["version"] for row in rows} == {"1.0.0", "2.0.0"}
+    status = json.loads(site_cli("status", "--stack", SITE_STACK, "--json").stdout)
+    assert {pool["version"] for pool in status["pools"].values()} == {"1.0.0", "2.0.0"}
+    page = requests.get(site.live_url() + "/", timeout=5)
+    assert page.headers[VERSION_HEADER] == "2.0.0" and "Release 2.0.0" in page.text
+
+
+# -- bad app definitions: one sentence, nothing changed --------------------------------------------
+
+
+def app_copy(tmp_path: Path, stack: str, host_port: int, **changes) -> Path:
+    """The static site under a stack of its own, its app definition changed as given."""
+    directory = tmp_path / "site"
+    shutil.copytree(SITE_DIR, directory)
+    app_file = directory / "cutover-app.yaml"
+    app = yaml.safe_load(app_file.read_text())
+    for key, value in changes.items():
+        if value is None:
+            app.pop(key, None)
+        else:
+            app[key] = value
+    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    config = yaml.safe_load((SITE_DIR / f"Pulumi.{SITE_STACK}.yaml").read_text())
+    config["config"].update({"cutover:livePort": host_port, "cutover:previewPort": host_port + 1, "cutover:poolSize": 1})
+    (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(config))
+    return directory
+
+
+def assert_refused_in_one_sentence(result: subprocess.CompletedProcess, *named: str) -> None:
+    assert result.returncode == 1, result.stdout + result.stderr
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1, message
+    for text in named:
+        assert text in message, f"{text!r} not in {message!r}"
+
+
+def test_a_missing_port_is_refused_before_anything_exists(tmp_path, state_dir):
+    directory = app_copy(tmp_path, "byo-noport", 19180, port=None)
+    result = site_cli("up", "--stack", "byo-noport", stacks_dir=directory)
+    assert_refused_in_one_sentence(result, "missing required field 'port'", str(directory / "cutover-app.yaml"))
+    assert stack_objects("byo-noport") == {"containers": set(), "networks": set(), "volumes": set()}
+
+
+def test_a_health_path_that_does_not_answer_is_named_and_the_new_stack_removed(tmp_path, state_dir):
+    directory = app_copy(tmp_path, "byo-badhealth", 19190, health={"path": "/no-such-page"})
+    try:
+        result = site_cli("up", "--stack", "byo-badhealth", stacks_dir=directory)
+        assert_refused_in_one_sentence(result, "health.path /no-such-page answers 404")
+        assert stack_objects("byo-badhealth") == {"containers": set(), "networks": set(), "volumes": set()}
+    finally:
+        site_cli("down", "--stack", "byo-badhealth", "--volumes", stacks_dir=directory)
+
+
+def test_a_failing_migrate_command_is_one_sentence_and_nothing_starts(tmp_path, state_dir):
+    """A read-write app whose one (expand-only) migrate command fails: nothing of it is left."""
+    directory = app_copy(
+        tmp_path,
+        "byo-badmigrate",
+        19200,
+        database={"env": {"DATABASE_URL": "postgresql://{user}:{password}@{host}:{port}/{name}"}},
+        migrations={"command": ["sh", "-c", "echo 'migrate: relation widgets already exists' >&2; exit 3"], "expand_only": True},
+    )
+    try:
+        result = site_cli("up", "--stack", "byo-badmigrate", stacks_dir=directory)
+        assert_refused_in_one_sentence(result, "migrate command of 1.0.0", "exited 3", "relation widgets already exists")
+        assert stack_objects("byo-badmigrate") == {"containers": set(), "networks": set(), "volumes": set()}
+    finally:
+        site_cli("down", "--stack", "byo-badmigrate", "--volumes", stacks_dir=directory)
