@@ -22,13 +22,28 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pulumi_harness import CONTAINER, NETWORK, VOLUME, is_secret, labels, redact, run_program, unwrap_secret
+from pulumi_harness import (
+    CONTAINER,
+    EXPAND_ONLY_APP,
+    NETWORK,
+    ROOT,
+    STACKS_DIR,
+    VOLUME,
+    is_secret,
+    labels,
+    redact,
+    run_program,
+    unwrap_secret,
+    write_app,
+)
 
 from stacks.docker_objects import stack_network, stack_volumes
 from stacks.spec import COLOURS, load_stack
 from stacks.topology import ContainerSpec, migration_container, secret_value, stack_containers
 
 STACKS = ("dev", "ci", "prod")
+# The read-only example's own stack file, where the simulator reads it (`--stacks-dir`).
+EXAMPLE_STACKS = {"static-ci": ROOT / "examples" / "static-site"}
 
 
 def pulumi_name(c: ContainerSpec) -> str:
@@ -88,9 +103,19 @@ def declared_inputs(run, inputs: dict, field: str):
     return inputs.get(field)
 
 
-@pytest.fixture(scope="module", params=STACKS)
+@pytest.fixture(scope="module", params=[*STACKS, *EXAMPLE_STACKS])
 def stack_run(request):
-    return load_stack(request.param), run_program(request.param)
+    stacks_dir = EXAMPLE_STACKS.get(request.param, STACKS_DIR)
+    # The spec as the simulator loads it from its stack file; the program gets the same values.
+    return load_stack(request.param, stacks_dir=stacks_dir), run_program(request.param, stacks_dir=stacks_dir)
+
+
+@pytest.fixture(scope="module")
+def expand_only_run(tmp_path_factory):
+    # An app whose one migrate command cannot describe itself, and whose password sits in a URL.
+    app_file = write_app(tmp_path_factory.mktemp("ledger"), EXPAND_ONLY_APP, dockerfile="build/Containerfile")
+    run = run_program("dev", {"cutover:app": str(app_file), "cutover:blueVersion": "2.0.0", "cutover:greenVersion": "2.1.0"})
+    return run.spec(), run
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +141,15 @@ def test_both_migration_runs_match_their_specs_when_versions_differ(split_run):
     _matches_field_by_field(spec, run)
 
 
+def test_an_expand_only_apps_containers_match_their_specs(expand_only_run):
+    spec, run = expand_only_run
+    assert [c.command for c in expected_containers(spec) if c.role == "migration"] == [spec.app.migrations.command] * 2
+    _matches_field_by_field(spec, run)
+
+
 def _matches_field_by_field(spec, run):
-    assert run.secret_values, "the mock generated no password: the secret comparison would be vacuous"
+    # Without a password the secret comparison would be vacuous; a read-only app has none at all.
+    assert bool(run.secret_values) == spec.app.read_write, "the mock generated no password"
     for c in expected_containers(spec):
         inputs = run.named(CONTAINER, pulumi_name(c)).inputs
         expected = expected_inputs(c)
@@ -127,17 +159,34 @@ def _matches_field_by_field(spec, run):
         assert is_secret(inputs["envs"]) == bool(c.secret_env), c.name
 
 
-def test_secret_env_names_are_the_topology_names(stack_run):
-    spec, run = stack_run
+def _secret_names_by_role(spec, run) -> dict[str, set[tuple[str, ...]]]:
     by_role = {}
     for c in expected_containers(spec):
         envs = redact(unwrap_secret(run.named(CONTAINER, pulumi_name(c)).inputs["envs"]), run.secret_values)
-        secret_names = sorted(e.split("=", 1)[0] for e in envs if e.endswith("=<secret>"))
+        secret_names = sorted(e.split("=", 1)[0] for e in envs if "<secret>" in e)
         by_role.setdefault(c.role, set()).add(tuple(secret_names))
-    assert by_role == {
+    return by_role
+
+
+def test_secret_env_names_are_the_topology_names(stack_run):
+    spec, run = stack_run
+    if spec.app.read_write:  # the demo: its definition names DATABASE_PASSWORD
+        assert _secret_names_by_role(spec, run) == {
+            "database": {("POSTGRES_PASSWORD",)},
+            "app": {("DATABASE_PASSWORD",)},
+            "migration": {("DATABASE_PASSWORD",)},
+            "proxy": {()},
+        }
+    else:  # the static site: no database, no secret anywhere
+        assert _secret_names_by_role(spec, run) == {"app": {()}, "proxy": {()}}
+
+
+def test_a_secret_inside_a_template_keeps_the_apps_name(expand_only_run):
+    spec, run = expand_only_run
+    assert _secret_names_by_role(spec, run) == {
         "database": {("POSTGRES_PASSWORD",)},
-        "app": {("DATABASE_PASSWORD",)},
-        "migration": {("DATABASE_PASSWORD",)},
+        "app": {("LEDGER_DB_URL",)},
+        "migration": {("LEDGER_DB_URL",)},
         "proxy": {()},
     }
 
