@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 import pytest
-from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, flatten, redact, run_program, stack_config
+from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, STACKS_DIR, flatten, redact, run_program, stack_config
 
 from stacks.spec import REQUIRED_KEYS, known_stacks
 
@@ -99,13 +99,27 @@ def runs():
     return {stack: run_program(stack, release) for stack in STACKS}
 
 
+def _unexplained_keys(configs: dict[str, dict[str, str]]) -> set[str]:
+    differing = {key for key in REQUIRED_KEYS if len({config.get(key) for config in configs.values()}) > 1}
+    return differing - set(ENVIRONMENT_KEYS) - set(RELEASE_KEYS)
+
+
 def test_every_stack_file_sets_every_key_and_differs_only_on_allowed_keys():
-    assert sorted(known_stacks()) == sorted(STACKS)
+    assert sorted(known_stacks(STACKS_DIR)) == sorted(STACKS)
     configs = {stack: stack_config(stack) for stack in STACKS}
     for stack, config in configs.items():
         assert set(config) == set(REQUIRED_KEYS), stack
-    differing = {key for key in REQUIRED_KEYS if len({config[key] for config in configs.values()}) > 1}
-    assert differing <= set(ENVIRONMENT_KEYS) | set(RELEASE_KEYS), sorted(differing - set(ENVIRONMENT_KEYS) - set(RELEASE_KEYS))
+    assert not _unexplained_keys(configs), sorted(_unexplained_keys(configs))
+
+
+def test_every_stack_deploys_the_same_app():
+    # The app definition is the system itself, not the environment: prod must run what ci tested.
+    assert "cutover:app" not in ENVIRONMENT_KEYS and "cutover:app" not in RELEASE_KEYS
+    assert len({stack_config(stack)["cutover:app"] for stack in STACKS}) == 1
+    # Proof that the key check can fail on it: ci pointed at another app definition.
+    drifted = {stack: stack_config(stack) for stack in STACKS}
+    drifted["ci"]["cutover:app"] = "../examples/static-site/cutover-app.yaml"
+    assert _unexplained_keys(drifted) == {"cutover:app"}
 
 
 def test_the_three_resource_trees_have_the_same_shape(runs):
