@@ -19,7 +19,7 @@ from components.database import Database, DatabaseArgs
 from components.images import app_image
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
-from components.switch import switch_command_args
+from components.switch import switch_command_args, version_command_args
 from stacks.docker_objects import stack_network
 from stacks.spec import COLOURS, StackSpec
 from stacks.topology import stack_containers
@@ -106,14 +106,30 @@ class BlueGreenService(pulumi.ComponentResource):
             for colour in COLOURS
         }
 
+        # Which version each colour runs, in the proxy's version map: it stamps every response with
+        # it (X-Cutover-Version), as after the simulator's deploy. Once that colour's pool is up.
+        self.version_stamps = {
+            colour: local.Command(
+                f"{name}-version-{colour}",
+                **version_command_args(spec, proxy_spec.name, colour, versions[colour]),
+                # Like the switch: a replaced proxy gets its map stamped again.
+                triggers=[self.proxy.container_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, self.pools[colour]]),
+            )
+            for colour in COLOURS
+        }
+
         self.switch = local.Command(
             f"{name}-switch",
             **switch_command_args(spec, proxy_spec.name),
             # A new proxy container starts from the colour on its state volume; re-running the
             # switch whenever the proxy is replaced makes the configured colour authoritative.
             triggers=[self.proxy.container_id],
-            # Pools wait until healthy (see render.py), so the switch never points at a cold colour.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *self.pools.values()]),
+            # Pools with a Docker healthcheck wait until healthy (see render.py), so the switch
+            # never points at a cold colour; after the stamps, so live responses carry their version.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values()]
+            ),
         )
 
         self.database_host = self.database.host if self.database is not None else None

@@ -123,7 +123,12 @@ class _Mocks(pulumi.runtime.Mocks):
             state["imageId"] = f"sha256:mock-local-{args.inputs['name']}"
             state["repoDigest"] = ""
         if args.typ == COMMAND:
-            state["stdout"] = f"live={args.inputs['environment']['LIVE_COLOR']}"
+            # What proxy-switch / proxy-version print.
+            environment = args.inputs["environment"]
+            if "LIVE_COLOR" in environment:
+                state["stdout"] = f"live={environment['LIVE_COLOR']}"
+            else:
+                state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"
         if args.typ == RANDOM_PASSWORD:
             # Only letters and digits, like the real one with special=False.
             digest = hashlib.sha256(f"{self.stack}/{args.name}".encode()).hexdigest()

@@ -145,7 +145,7 @@ def test_read_only_app_image_is_built_from_its_own_directory(static):
 
 
 def test_read_only_switch_waits_for_the_proxy_and_both_pools(static):
-    (switch,) = static.of_type(COMMAND)
+    switch = static.named(COMMAND, "cutover-switch")
     for container in _containers(static, "proxy") + _containers(static, "app"):
         assert container.urn in switch.dependencies, container.name
     assert static.outputs["switch_output"] == "live=blue"

@@ -70,6 +70,7 @@ def test_releasing_to_the_idle_colour_adds_a_run_and_leaves_the_rest_alone():
     assert added == ["app-image-1.1.0", "cutover-dev-migrate-1.1.0"]
     assert before.keys() - after.keys() == set()
     changed = sorted(name for key in before.keys() & after.keys() if before[key] != after[key] for _, name in [key])
-    # Only the idle (green) pool is replaced; the database, the proxy, the live pool and the
-    # version already migrated keep their inputs, so they are neither replaced nor re-run.
-    assert changed == ["cutover-dev-green-1"]
+    # Only the idle (green) pool is replaced, and the proxy told its new version; the database, the
+    # proxy, the live pool and the version already migrated keep their inputs, so they are neither
+    # replaced nor re-run.
+    assert changed == ["cutover-dev-green-1", "cutover-version-green"]

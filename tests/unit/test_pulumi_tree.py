@@ -44,7 +44,8 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     assert len(run.of_type(SERVICE)) == 1
     assert len(run.of_type(DATABASE)) == 1
     assert len(run.of_type(PROXY)) == 1
-    assert len(run.of_type(COMMAND)) == 1
+    # The switch, and one version stamp per colour.
+    assert sorted(c.name for c in run.of_type(COMMAND)) == ["cutover-switch", "cutover-version-blue", "cutover-version-green"]
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume and the database's data volume.
     assert sorted(v.name for v in run.of_type(VOLUME)) == [f"cutover-{run.stack}-db-data", f"cutover-{run.stack}-proxy-state"]
@@ -140,8 +141,8 @@ def test_components_parent_their_children(run):
         assert container.parent in expected, container.name
     (password,) = run.of_type(RANDOM_PASSWORD)
     assert password.parent == database.urn
-    (switch,) = run.of_type(COMMAND)
-    assert switch.parent == service.urn
+    for command in run.of_type(COMMAND):
+        assert command.parent == service.urn, command.name
 
 
 def test_images_are_built_locally_never_pushed(run):
@@ -174,7 +175,7 @@ def test_images_are_built_locally_never_pushed(run):
 
 def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
     spec = load_stack(run.stack)
-    (switch,) = run.of_type(COMMAND)
+    switch = run.named(COMMAND, "cutover-switch")
     proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
     assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch "$LIVE_COLOR"'
     assert switch.inputs["environment"] == {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host}
@@ -185,6 +186,26 @@ def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
     for container in run.of_type(CONTAINER):
         if _role(container) in ("proxy", "app"):
             assert container.urn in waits_for, container.name
+    # And after both version stamps, so a colour made live says which version it runs.
+    for colour in COLOURS:
+        assert run.named(COMMAND, f"cutover-version-{colour}").urn in waits_for, colour
+
+
+def test_each_colours_version_is_stamped_into_the_proxy_once_its_pool_is_up(run):
+    spec = load_stack(run.stack)
+    proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
+    for colour in COLOURS:
+        stamp = run.named(COMMAND, f"cutover-version-{colour}")
+        # The script the simulator runs after a deploy; the version travels in the environment.
+        assert stamp.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-version {colour} "$VERSION"'
+        assert stamp.inputs["environment"] == {"VERSION": spec.version_of(colour), "DOCKER_HOST": spec.docker_host}
+        assert stamp.inputs["triggers"] == [f"{proxy.name}-id"]
+        members = {c.urn for c in run.of_type(CONTAINER) if _role(c) == "app" and labels(c.inputs)["cutover.colour"] == colour}
+        others = {c.urn for c in run.of_type(CONTAINER) if _role(c) == "app"} - members
+        assert members and members <= set(stamp.dependencies), colour
+        # Its own pool only: a stamp never waits for (or is held back by) the other colour.
+        assert not others & set(stamp.dependencies), colour
+        assert proxy.urn in stamp.dependencies, colour
 
 
 def test_outputs_a_user_needs(run):
