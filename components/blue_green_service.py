@@ -74,7 +74,7 @@ class BlueGreenService(pulumi.ComponentResource):
         self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
         # Each version's expand migrations, once the database is healthy (its container waits for
         # that); one run per distinct version, for the same reason as the images (migration.py).
-        # None when the app declares no migrations (or has no database).
+        # Empty when the app declares no migrations (or has no database).
         self.migrations = (
             declare_migrations(
                 spec,
