@@ -40,10 +40,7 @@ STEP = "expand"
 
 def expand_command(spec: StackSpec) -> tuple[str, ...] | None:
     """The command that is the app's expand step, or None when the app declares no migrations."""
-    migrations = spec.app.migrations
-    if spec.app.database is None or migrations is None:
-        return None
-    return migrations.expand if migrations.self_describing else migrations.command
+    return spec.app.expand_command if spec.app.database is not None else None
 
 
 class MigrationFailed(RuntimeError):

@@ -282,6 +282,13 @@ class AppSpec(_Strict):
         """A read-write deployment: it has a database (and so the schema gates)."""
         return self.database is not None
 
+    @property
+    def expand_command(self) -> tuple[str, ...] | None:
+        """The command that is this app's expand step (both executors run it), or None."""
+        if self.migrations is None:
+            return None
+        return self.migrations.expand if self.migrations.self_describing else self.migrations.command
+
     def image_tag(self, version: str) -> str:
         repository = self.image.repository or self.name
         return f"{repository}:{version}"
