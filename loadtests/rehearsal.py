@@ -66,7 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def rehearse(args: argparse.Namespace) -> dict:
     sim = Simulator.for_stack(args.stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
-    console.print(f"[bold]rehearsal on stack {args.stack}[/bold]: {' → '.join(args.steps)} under {args.users} keep-alive {args.mix} users")
+    # An app with nothing to write (no write probe, no locustfile of its own) has only a read mix.
+    mix = args.mix if sim.spec.app.write_probe or sim.spec.app.locustfile else "read"
+    console.print(f"[bold]rehearsal on stack {args.stack}[/bold]: {' → '.join(args.steps)} under {args.users} keep-alive {mix} users")
     sim.up()
     status = sim.status()
     if args.from_version and status.pools[status.live].version != args.from_version:
