@@ -154,3 +154,88 @@ def test_a_failing_migrate_command_is_one_sentence_and_nothing_starts(tmp_path, 
         assert stack_objects("byo-badmigrate") == {"containers": set(), "networks": set(), "volumes": set()}
     finally:
         site_cli("down", "--stack", "byo-badmigrate", "--volumes", stacks_dir=directory)
+
+
+# -- a read-write app whose one migrate command cannot describe itself ----------------------------
+
+APPLY_SQL = '''\
+"""Apply every /srv/sql/*.sql not applied yet, in one transaction (a stand-in for any migrate tool)."""
+import glob, os
+import psycopg2
+conn = psycopg2.connect(os.environ["DATABASE_URL"])
+with conn, conn.cursor() as cur:
+    cur.execute("SET lock_timeout = '5s'")
+    cur.execute("CREATE TABLE IF NOT EXISTS applied_sql (name text PRIMARY KEY)")
+    cur.execute("SELECT name FROM applied_sql")
+    done = {row[0] for row in cur.fetchall()}
+    for path in sorted(glob.glob("/srv/sql/*.sql")):
+        name = os.path.basename(path)
+        if name not in done:
+            cur.execute(open(path).read())
+            cur.execute("INSERT INTO applied_sql VALUES (%s)", (name,))
+            print("applied", name)
+'''
+
+
+def expand_only_app(tmp_path: Path) -> Path:
+    """The demo's service with an expand-only migrate command over plain SQL files."""
+    context = tmp_path / "expand-only"
+    shutil.copytree(REPO_ROOT / "examples/demo", context)
+    (context / "sql").mkdir()
+    (context / "sql/0001_create_items.sql").write_text("CREATE TABLE items (id bigserial PRIMARY KEY, body text NOT NULL, body_length integer);\n")
+    (context / "apply_sql.py").write_text(APPLY_SQL)
+    (context / "Dockerfile").write_text((context / "Dockerfile").read_text() + "COPY apply_sql.py /srv/app/\nCOPY sql/ /srv/sql/\n")
+    (context / ".dockerignore").write_text("cutover-app.yaml\nPulumi.*.yaml\n")
+    app = yaml.safe_load((context / "cutover-app.yaml").read_text())
+    app.update(
+        name="cutover-expand-only",
+        locustfile=None,
+        database={"env": {
+            "DATABASE_HOST": "{host}", "DATABASE_NAME": "{name}", "DATABASE_USER": "{user}", "DATABASE_PASSWORD": "{password}",
+            "DATABASE_URL": "postgresql://{user}:{password}@{host}:{port}/{name}",
+        }},
+        migrations={"command": ["python3", "/srv/app/apply_sql.py"], "expand_only": True, "sql_dir": "/srv/sql"},
+    )
+    app.pop("locustfile")
+    (context / "cutover-app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
+    config = yaml.safe_load((SITE_DIR / f"Pulumi.{SITE_STACK}.yaml").read_text())
+    config["config"].update({"cutover:livePort": 19210, "cutover:previewPort": 19211, "cutover:poolSize": 1})
+    (context / "Pulumi.byo-expand.yaml").write_text(yaml.safe_dump(config))
+    return context
+
+
+def columns(stack: str) -> set[str]:
+    database = docker.from_env().containers.get(f"cutover-{stack}-db")
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'"
+    result = database.exec_run(["psql", "-tA", "-d", "cutover", "-c", query], user="postgres")
+    assert result.exit_code == 0, result.output
+    return set(result.output.decode().split())
+
+
+def test_expand_only_migrations_are_linted_by_file_and_the_live_version_checked(tmp_path, state_dir):
+    context = expand_only_app(tmp_path)
+    stack = "byo-expand"
+    try:
+        up = site_cli("up", "--stack", stack, stacks_dir=context, timeout=900)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "0001_create_items.sql" in up.stdout
+
+        (context / "sql/0002_add_note.sql").write_text("ALTER TABLE items ADD COLUMN note text;\n")
+        deployed = site_cli("deploy", "--stack", stack, "2.0.0", stacks_dir=context, timeout=900)
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        assert "expand migrations applied: 0002_add_note.sql" in deployed.stdout
+        assert "live version 1.0.0 still passes its smoke checks and write probe" in deployed.stdout
+        assert "note" in columns(stack)
+
+        (context / "sql/0003_drop_body_length.sql").write_text("ALTER TABLE items DROP COLUMN body_length;\n")
+        client = docker.from_env()
+        idle_before = client.containers.get(f"cutover-{stack}-green-1").id
+        blocked = site_cli("deploy", "--stack", stack, "3.0.0", stacks_dir=context, timeout=900)
+        assert_refused_in_one_sentence(blocked, "blocked by the migration lint gate", "0003_drop_body_length.sql", "ban-drop-column")
+        assert "body_length" in columns(stack)  # nothing ran
+        assert client.containers.get(f"cutover-{stack}-green-1").id == idle_before  # the idle colour was not touched
+
+        finalize = site_cli("finalize", "--stack", stack, stacks_dir=context)
+        assert_refused_in_one_sentence(finalize, "nothing to finalize", "expand-only migrations")
+    finally:
+        site_cli("down", "--stack", stack, "--volumes", stacks_dir=context)
