@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 APP_FORMAT = "cutover-app/1"
 # The contract a self-describing migration tool implements (docs/migrations.md).
@@ -33,7 +33,6 @@ _NAME = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*$")
 _IMAGE_REPO = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATH = re.compile(r"^/[A-Za-z0-9/_.~%?=&+,;:@{}-]*$")
-_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class AppError(ValueError):
@@ -48,6 +47,16 @@ def _command(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(p, str) and p for p in value):
         raise ValueError("must be a command as a non-empty list of strings, e.g. [migrate, up]")
     return tuple(value)
+
+
+def _url_path(value: str) -> str:
+    if not _PATH.fullmatch(value):
+        raise ValueError(f"must be a URL path starting with '/', got {value!r}")
+    return value
+
+
+Command = Annotated[tuple[str, ...], BeforeValidator(_command)]
+UrlPath = Annotated[str, AfterValidator(_url_path)]
 
 
 class Build(_Strict):
@@ -83,21 +92,9 @@ class Image(_Strict):
 
 
 class Health(_Strict):
-    path: str
+    path: UrlPath
     # Optional Docker HEALTHCHECK run inside the container; the proxy's HTTP check always runs.
-    command: tuple[str, ...] | None = None
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not _PATH.fullmatch(value):
-            raise ValueError(f"must be a URL path starting with '/', got {value!r}")
-        return value
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _command(cls, value: Any) -> Any:
-        return None if value is None else _command(value)
+    command: Command | None = None
 
 
 class Stop(_Strict):
@@ -116,19 +113,12 @@ class Request(_Strict):
     """One HTTP request cutover makes to the app, and what the answer must be."""
 
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
-    path: str
+    path: UrlPath
     json_body: Any = Field(default=None, alias="json")
     expect_status: int = Field(default=200, ge=100, le=599)
     expect_body: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not _PATH.fullmatch(value):
-            raise ValueError(f"must be a URL path starting with '/', got {value!r}")
-        return value
 
     def describe(self) -> str:
         return f"{self.method} {self.path}"
@@ -176,16 +166,11 @@ class SelfDescribingMigrations(_Strict):
     """The versioned contract (docs/migrations.md): each a command run in a one-shot container of the
     version's image, with the database env."""
 
-    describe: tuple[str, ...]
-    current: tuple[str, ...]
-    sql: tuple[str, ...] | None = None  # + FROM TO: prints the SQL of that step (the lint gate)
-    expand: tuple[str, ...]
-    contract: tuple[str, ...]
-
-    @field_validator("describe", "current", "expand", "contract", "sql", mode="before")
-    @classmethod
-    def _commands(cls, value: Any) -> Any:
-        return None if value is None else _command(value)
+    describe: Command
+    current: Command
+    sql: Command | None = None  # + FROM TO: prints the SQL of that step (the lint gate)
+    expand: Command
+    contract: Command
 
     @property
     def self_describing(self) -> bool:
@@ -199,14 +184,9 @@ class ExpandOnlyMigrations(_Strict):
     one has not are the pending ones, and they go through the lint gate.
     """
 
-    command: tuple[str, ...]
+    command: Command
     expand_only: Literal[True]
     sql_dir: str | None = None
-
-    @field_validator("command", mode="before")
-    @classmethod
-    def _commands(cls, value: Any) -> Any:
-        return _command(value)
 
     @field_validator("sql_dir")
     @classmethod
