@@ -63,6 +63,17 @@ class Build(_Strict):
     context: str = "."
     dockerfile: str = "Dockerfile"
     args: dict[str, str] = {}
+    # A step run on the machine that runs cutover, in the context, before the image build (e.g. to
+    # build a single-file artefact the Dockerfile copies in); "{version}" becomes the version.
+    prepare: Command | None = None
+    # The file (relative to the context) that ``prepare`` makes: its sha256 is recorded with the version.
+    artefact: str | None = None
+
+    @model_validator(mode="after")
+    def _artefact_needs_prepare(self) -> "Build":
+        if self.artefact is not None and self.prepare is None:
+            raise ValueError("image.build.artefact names the file image.build.prepare makes; declare prepare too")
+        return self
 
     @field_validator("args", mode="before")
     @classmethod
