@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.errors import CutoverError
+from simulator.images import short_id
 from stacks.app import AppError
 from stacks.spec import STACKS_DIR_ENV, SpecError
 
@@ -81,11 +82,35 @@ def up(stack: str) -> None:
 
 @main.command()
 @stack_option
+@click.option("--json", "as_json", is_flag=True, help="Print the artefact as JSON.")
+@click.argument("version")
+def build(stack: str, version: str, as_json: bool) -> None:
+    """Build VERSION's artefact (or reuse it: same source) and print its digest and source.
+
+    A version is bound to the source it was first built from: building it again from other source
+    is refused ("give the change a new version").
+    """
+    artefact = _simulator(stack).build(version)
+    if as_json:
+        click.echo(json.dumps(artefact.as_dict()))
+        return
+    source = artefact.source.describe() if artefact.source else "prebuilt (not built by cutover)"
+    single = f"; single-file artefact {artefact.artefact_sha256}" if artefact.artefact_sha256 else ""
+    how = "reused, same source" if artefact.reused else f"built in {artefact.seconds}s"
+    console.print(f"{artefact.tag}: image {artefact.image_id} from {source}{single} ({how})")
+
+
+@main.command()
+@stack_option
 @click.argument("version")
 def deploy(stack: str, version: str) -> None:
     """Build VERSION and put it on the idle colour, health-gated and smoke-tested on the preview port."""
     result = _simulator(stack).deploy(version)
-    console.print(f"stack {stack}: {result.colour} now runs {result.version} ({result.image}), smoke-tested in {result.seconds}s; live colour untouched")
+    steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.steps.items())
+    console.print(
+        f"stack {stack}: {result.colour} now runs {result.version} (image {short_id(result.image)}), smoke-tested; "
+        f"{result.seconds}s ({steps}); live colour untouched"
+    )
 
 
 @main.command()
@@ -129,11 +154,11 @@ def status(stack: str, as_json: bool) -> None:
         click.echo(json.dumps(state.as_dict()))
         return
     table = Table(title=f"stack {stack}")
-    for column in ("colour", "role", "version", "healthy"):
+    for column in ("colour", "role", "version", "image", "healthy"):
         table.add_column(column)
     for colour, pool in state.pools.items():
         role = "live" if colour == state.live else "idle"
-        table.add_row(colour, role, pool.version or "-", f"{pool.healthy}/{pool.total}")
+        table.add_row(colour, role, pool.version or "-", short_id(pool.image_id) if pool.image_id else "-", f"{pool.healthy}/{pool.total}")
     console.print(table)
 
 

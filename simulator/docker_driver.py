@@ -55,6 +55,7 @@ class DockerDriver:
                 version=labels.get("cutover.version"),
                 fingerprint=labels.get("cutover.fingerprint"),
                 running=container.status == "running",
+                image_id=container.attrs.get("Image"),
             )
         network_exists = bool(self.client.networks.list(names=[network_name(self.spec)]))
         volume_names = frozenset(v.name for v in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}))

@@ -10,13 +10,27 @@ is a finished artefact and is deployed exactly as it is; so is every image of an
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import docker
 import docker.errors
 
+from simulator.artefacts import (
+    APP_LABEL,
+    ARTEFACT_LABEL,
+    SOURCE_COMMIT_LABEL,
+    SOURCE_DIGEST_LABEL,
+    SOURCE_DIRTY_LABEL,
+    VERSION_LABEL,
+    Source,
+    file_sha256,
+    source_of,
+)
 from simulator.errors import CutoverError
 from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
 from stacks.spec import StackSpec
@@ -25,6 +39,34 @@ from stacks.topology import app_image_ref
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_IMAGE = "cutover/base:bookworm"
 BUILT_FROM_LABEL = "cutover.built-from"
+
+
+def short_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One version's artefact: the image it runs as, and what it was built from."""
+
+    version: str
+    tag: str
+    image_id: str  # sha256:<hex>, what every container of this version runs
+    source: Source | None  # None for a prebuilt image
+    artefact_sha256: str | None  # the prepare step's single file, if the app declares one
+    reused: bool
+    seconds: float
+
+    def as_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "tag": self.tag,
+            "image_id": self.image_id,
+            "source": self.source.as_dict() if self.source else None,
+            "artefact_sha256": self.artefact_sha256,
+            "reused": self.reused,
+            "seconds": self.seconds,
+        }
 
 
 class ImageBuilder:
@@ -55,22 +97,83 @@ class ImageBuilder:
     def ensure_database(self) -> str:
         return self._build(database_build(self.spec))
 
-    def ensure_app(self, version: str) -> str:
-        """The artefact for ``version``: built from the app's declared context, or a prebuilt image."""
+    def ensure_app(self, version: str) -> "Artefact":
+        """The artefact for ``version``, bound to its source for good.
+
+        Built from the app's declared context the first time; the same source again reuses it;
+        another source under the same version is refused. A prebuilt image (``image.repository``,
+        or an image not built by cutover) is used as it is.
+        """
+        started = time.monotonic()
         tag = app_image_ref(self.spec, version)
         build = app_build(self.spec, version)
-        try:
-            image = self.client.images.get(tag)
-            if build is None or (image.labels or {}).get(BUILT_FROM_LABEL) != "source":
-                self.say(f"using prebuilt artefact {tag}")
-                return tag
-        except docker.errors.ImageNotFound:
-            if build is None:
+        existing = self._image(tag)
+        if build is None or (existing is not None and (existing.labels or {}).get(BUILT_FROM_LABEL) != "source"):
+            if existing is None:
                 raise CutoverError(
                     f"image {tag} is not on the Docker engine: the app declares image.repository {self.spec.app.image.repository!r}, "
                     f"so cutover never builds it; build or load it first (docker build -t {tag} . / docker load)."
-                ) from None
-        return self._build(build)
+                )
+            self.say(f"using prebuilt artefact {tag} ({short_id(existing.id)})")
+            return Artefact(version, tag, existing.id, None, None, reused=True, seconds=round(time.monotonic() - started, 2))
+        artefact_sha = self._prepare(version)
+        source = source_of(build.context_path(), build.dockerfile, dict(build.args))
+        if existing is not None:
+            labels = existing.labels or {}
+            recorded = labels.get(SOURCE_DIGEST_LABEL)
+            if recorded == source.digest:
+                self.say(f"{tag} is already built from this source ({short_id(existing.id)}): reused")
+                return Artefact(version, tag, existing.id, source, artefact_sha, reused=True, seconds=round(time.monotonic() - started, 2))
+            if recorded is not None:
+                commit = labels.get(SOURCE_COMMIT_LABEL)
+                raise CutoverError(
+                    f"version {version} of {self.spec.app.name} is already built as {short_id(existing.id)} from "
+                    f"{'commit ' + commit[:12] if commit else 'a source outside git'}"
+                    f"{' with uncommitted changes' if labels.get(SOURCE_DIRTY_LABEL) == 'true' else ''}, and this source "
+                    f"({source.describe()}) is different: give the change a new version."
+                )
+            self.say(f"{tag} was built by an older cutover that recorded no source: rebuilding it once")
+        labels = {
+            **source.labels(),
+            VERSION_LABEL: version,
+            APP_LABEL: self.spec.app.name,
+            **({ARTEFACT_LABEL: artefact_sha} if artefact_sha else {}),
+        }
+        image_id = self._build(build, labels)
+        return Artefact(version, tag, image_id, source, artefact_sha, reused=False, seconds=round(time.monotonic() - started, 2))
+
+    def image_id(self, version: str) -> str | None:
+        """The image ID a version's tag names on this engine now, without building anything."""
+        image = self._image(app_image_ref(self.spec, version))
+        return image.id if image is not None else None
+
+    def _prepare(self, version: str) -> str | None:
+        """The app's prepare step (its single-file artefact), and that file's sha256."""
+        build = self.spec.app.image.build
+        if build is None or build.prepare is None:
+            return None
+        context = self.spec.app.resolve(build.context)
+        command = [part.replace("{version}", version) for part in build.prepare]
+        self.say(f"prepare: {' '.join(command)}")
+        try:
+            result = subprocess.run(command, cwd=context, env={**os.environ, "CUTOVER_VERSION": version}, capture_output=True, text=True, timeout=1800)
+        except OSError as exc:
+            raise CutoverError(f"image.build.prepare {command[0]!r} could not run in {context}: {exc.strerror}.") from None
+        if result.returncode != 0:
+            reason = ((result.stderr or result.stdout).strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+            raise CutoverError(f"image.build.prepare ({' '.join(command)}) exited {result.returncode}: {reason}")
+        if build.artefact is None:
+            return None
+        path = context / build.artefact
+        if not path.is_file():
+            raise CutoverError(f"image.build.prepare ran but made no {build.artefact} in {context} (image.build.artefact).")
+        return file_sha256(path)
+
+    def _image(self, ref: str):
+        try:
+            return self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return None
 
     def _exists(self, ref: str) -> bool:
         try:
@@ -79,7 +182,8 @@ class ImageBuilder:
         except docker.errors.ImageNotFound:
             return False
 
-    def _build(self, build: ImageBuild) -> str:
+    def _build(self, build: ImageBuild, labels: dict[str, str] | None = None) -> str:
+        """Build ``build`` and return the new image's ID."""
         self.ensure_base()
         tag = build.tag
         self.say(f"building {tag}")
@@ -91,7 +195,7 @@ class ImageBuilder:
             buildargs=dict(build.args),
             rm=True,
             forcerm=True,
-            labels={BUILT_FROM_LABEL: "source"},
+            labels={BUILT_FROM_LABEL: "source", **(labels or {})},
             decode=True,
         )
         for chunk in stream:
@@ -100,4 +204,4 @@ class ImageBuilder:
             if "error" in chunk:
                 tail = "".join(log[-5:]).strip()
                 raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
-        return tag
+        return self.client.images.get(tag).id

@@ -7,16 +7,17 @@ driver, and writes one audit record whatever the outcome.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused
-from simulator.images import ImageBuilder
+from simulator.images import Artefact, ImageBuilder
 from simulator.ledger import Ledger, stack_lock
-from simulator.planner import Action, plan_deploy, plan_up
+from simulator.planner import Action, current_versions, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
@@ -34,6 +35,7 @@ class PoolStatus:
     version: str | None
     healthy: int
     total: int
+    image_id: str | None = None  # the artefact every member runs (None when they differ or none runs)
 
 
 @dataclass
@@ -62,11 +64,29 @@ class SwitchResult:
 class DeployResult:
     colour: str
     version: str
-    image: str
+    image: str  # the image ID the colour now runs
     replaced: list[str] = field(default_factory=list)
     smoke_instances: list[str] = field(default_factory=list)
     migrations: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    # How long each step took, in order: build, migrate, drain, start, health, smoke.
+    steps: dict[str, float] = field(default_factory=dict)
+    artefact: Artefact | None = None
+
+
+class StepClock:
+    """Times named steps: ``with clock("build"): ...``; ``seconds`` keeps them in order."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - began, 2)
 
 
 @dataclass
@@ -85,6 +105,8 @@ class Simulator:
         self.driver = DockerDriver(self.client, spec, self.secrets.get)
         self.images = ImageBuilder(self.client, spec, say)
         self.schema = schema_for(self.driver)
+        # Migration runs use the version's artefact by image ID, like its containers.
+        self.schema.image_of = self.images.image_id
         self.ledger = Ledger(spec.stack)
 
     @classmethod
@@ -122,11 +144,26 @@ class Simulator:
                 version=observed.pool_version(colour),
                 healthy=sum(1 for m in members if self.driver.health(m.name) == "healthy"),
                 total=len(members),
+                image_id=observed.pool_image(colour),
             )
         return StackStatus(self.spec.stack, live, pools)
 
     def plan_up(self) -> list[Action]:
-        return plan_up(self.spec, self.driver.observe())
+        observed = self.driver.observe()
+        return plan_up(self.spec, observed, self._bound_images(observed))
+
+    def _bound_images(self, observed) -> dict[str, str]:
+        """The image ID each version the stack runs is bound to; a version never built is built now."""
+        images = {}
+        for version in sorted(set(current_versions(self.spec, observed).values())):
+            images[version] = self.images.image_id(version) or self.images.ensure_app(version).image_id
+        return images
+
+    def build(self, version: str) -> Artefact:
+        """Build ``version``'s artefact (or reuse it: same source), bound to its source for good."""
+        if not is_valid_version(version):
+            raise CutoverError(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+        return self.images.ensure_app(version)
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -139,7 +176,7 @@ class Simulator:
         """
         with stack_lock(self.spec.stack):
             observed = self.driver.observe()
-            actions = plan_up(self.spec, observed)
+            actions = plan_up(self.spec, observed, self._bound_images(observed))
             if not actions:
                 self._sync_versions()
                 return []
@@ -174,8 +211,6 @@ class Simulator:
             self.images.ensure_database()
         self.images.ensure_proxy()
         versions = sorted({a.container.version for a in actions if a.container and a.container.role == "app"})
-        for version in versions:
-            self.images.ensure_app(version)
         # The database first, then each version's expand migrations, then the apps: no app
         # container ever starts on a schema older than the one it needs.
         first = [a for a in actions if a.container is None or a.container.role == "database"]
@@ -224,31 +259,42 @@ class Simulator:
                 self.ledger.record("deploy", "failed", colour=idle, version=version, error=str(exc))
                 raise
             result.seconds = round(time.monotonic() - started, 2)
-            self.ledger.record("deploy", "ok", colour=idle, version=version, image=result.image, seconds=result.seconds)
+            source = result.artefact.source if result.artefact else None
+            self.ledger.record(
+                "deploy", "ok", colour=idle, version=version, image_id=result.image, seconds=result.seconds, steps=result.steps,
+                source_commit=source.commit if source else None, commit_time=source.commit_time if source else None,
+            )
             return result
 
     def _deploy_idle(self, idle: str, version: str) -> DeployResult:
-        image = self.images.ensure_app(version)
-        applied = self._expand_schema(version)
+        steps = StepClock()
+        with steps("build"):
+            artefact = self.images.ensure_app(version)
+        with steps("migrate"):
+            applied = self._expand_schema(version)
         proxy = self.proxy
-        self._drain(proxy, idle)
-        actions = plan_deploy(self.spec, self.driver.observe(), idle, version)
-        servers = [s.server for s in proxy.servers(idle)]
-        for server in servers:
-            # Out of rotation before its container goes away: no health-check flapping, no new requests.
-            proxy.set_server_state(idle, server, "maint")
-        for action in actions:
-            self.say(action.describe())
-            self.driver.apply(action)
-        self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
-        # Before the servers take traffic again, so no response of the new version is stamped old.
-        proxy.set_version(idle, version)
-        for server in servers:
-            proxy.set_server_state(idle, server, "ready")
-        self._wait_servers_up(proxy, idle)
-        instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
+        with steps("drain"):
+            self._drain(proxy, idle)
+        with steps("start"):
+            actions = plan_deploy(self.spec, self.driver.observe(), idle, version, artefact.image_id)
+            servers = [s.server for s in proxy.servers(idle)]
+            for server in servers:
+                # Out of rotation before its container goes away: no health-check flapping, no new requests.
+                proxy.set_server_state(idle, server, "maint")
+            for action in actions:
+                self.say(action.describe())
+                self.driver.apply(action)
+        with steps("health"):
+            self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
+            # Before the servers take traffic again, so no response of the new version is stamped old.
+            proxy.set_version(idle, version)
+            for server in servers:
+                proxy.set_server_state(idle, server, "ready")
+            self._wait_servers_up(proxy, idle)
+        with steps("smoke"):
+            instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
         self.say(f"smoke tests passed on {self.spec.preview_url()} ({', '.join(instances)})")
-        return DeployResult(idle, version, image, [a.target for a in actions], instances, applied)
+        return DeployResult(idle, version, artefact.image_id, [a.target for a in actions], instances, applied, steps=steps.seconds, artefact=artefact)
 
     def _smoke(self, base_url: str, colour: str, version: str, label: str) -> list[str]:
         """The app's declared smoke checks (enough rounds to reach every server), then its write probe."""

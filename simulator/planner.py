@@ -23,6 +23,7 @@ class ObservedContainer:
     version: str | None
     fingerprint: str | None
     running: bool
+    image_id: str | None = None  # the image the container really runs
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Observed:
     def pool_version(self, colour: str) -> str | None:
         versions = {c.version for c in self.pool(colour)}
         return versions.pop() if len(versions) == 1 else None
+
+    def pool_image(self, colour: str) -> str | None:
+        images = {c.image_id for c in self.pool(colour)}
+        return images.pop() if len(images) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -58,15 +63,18 @@ def current_versions(spec: StackSpec, observed: Observed) -> dict[str, str]:
     return {c: running[c] or running[other_colour(c)] or spec.version_of(c) for c in COLOURS}
 
 
-def plan_up(spec: StackSpec, observed: Observed) -> list[Action]:
-    """Converge the stack to the spec without changing which version either colour runs."""
+def plan_up(spec: StackSpec, observed: Observed, images: dict[str, str] | None = None) -> list[Action]:
+    """Converge the stack to the spec without changing which version either colour runs.
+
+    ``images`` maps each version to the image ID it is bound to; containers run those IDs.
+    """
     actions: list[Action] = []
     if not observed.network_exists:
         actions.append(Action("create-network", network_name(spec)))
     for volume in stack_volumes(spec):
         if volume.name not in observed.volumes:
             actions.append(Action("create-volume", volume.name))
-    desired = stack_containers(spec, current_versions(spec, observed))
+    desired = stack_containers(spec, current_versions(spec, observed), images)
     actions.extend(_converge(desired, observed))
     wanted = {c.name for c in desired}
     for name in sorted(observed.containers):
@@ -75,9 +83,10 @@ def plan_up(spec: StackSpec, observed: Observed) -> list[Action]:
     return actions
 
 
-def plan_deploy(spec: StackSpec, observed: Observed, colour: str, version: str) -> list[Action]:
-    """Put ``version`` on every container of ``colour`` (the idle one); nothing else is touched."""
-    desired = pool_containers(spec, colour, version)
+def plan_deploy(spec: StackSpec, observed: Observed, colour: str, version: str, image: str | None = None) -> list[Action]:
+    """Put ``version`` (its image ID ``image``) on every container of ``colour`` (the idle one);
+    nothing else is touched."""
+    desired = pool_containers(spec, colour, version, image)
     actions = []
     for container in desired:
         current = observed.containers.get(container.name)

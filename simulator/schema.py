@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from simulator.docker_driver import DockerDriver
@@ -130,6 +131,8 @@ class Schema:
     def __init__(self, driver: DockerDriver) -> None:
         self.driver = driver
         self.spec = driver.spec
+        # The image ID a version is bound to (set by the simulator); None falls back to its tag.
+        self.image_of: Callable[[str], str | None] = lambda version: None
 
     def incompatibility(self, version: str) -> str | None:
         """Why ``version`` cannot run on the database as it is now, or None when it can."""
@@ -147,14 +150,14 @@ class Schema:
         raise NotImplementedError
 
     def _run(self, version: str, command: tuple[str, ...], what: str) -> str:
-        code, out, err = self.driver.run_once(migration_container(self.spec, version, command))
+        code, out, err = self.driver.run_once(migration_container(self.spec, version, command, self.image_of(version)))
         if code != 0:
             reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
             raise CutoverError(f"version {version} could not {what} ({' '.join(command)} exited {code}): {reason}")
         return out
 
     def _apply(self, version: str, command: tuple[str, ...], step: str) -> str:
-        code, out, err = self.driver.run_once(migration_container(self.spec, version, command))
+        code, out, err = self.driver.run_once(migration_container(self.spec, version, command, self.image_of(version)))
         if code != 0:
             reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
             raise CutoverError(self.failure(version, command, step, code, reason))
@@ -288,9 +291,12 @@ class ExpandOnlySchema(Schema):
         """The SQL files ``version``'s image has (by name and content) that ``live_version``'s has not."""
         if self.commands.sql_dir is None:
             return {}
-        new = self.driver.files_in_image(app_image_ref(self.spec, version), self.commands.sql_dir, ".sql")
-        old = self.driver.files_in_image(app_image_ref(self.spec, live_version), self.commands.sql_dir, ".sql") if live_version and live_version != version else {}
+        new = self.driver.files_in_image(self._image(version), self.commands.sql_dir, ".sql")
+        old = self.driver.files_in_image(self._image(live_version), self.commands.sql_dir, ".sql") if live_version and live_version != version else {}
         return {name: sql for name, sql in sorted(new.items()) if old.get(name) != sql}
+
+    def _image(self, version: str) -> str:
+        return self.image_of(version) or app_image_ref(self.spec, version)
 
     def finalize_plan(self, version: str) -> list[str]:
         return []

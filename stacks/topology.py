@@ -218,13 +218,14 @@ def _version_env(spec: StackSpec, version: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v.replace("{version}", version)) for k, v in spec.app.env.items()))
 
 
-def migration_container(spec: StackSpec, version: str, command: tuple[str, ...]) -> ContainerSpec:
-    """A one-shot run of ``version``'s artefact: one of its declared migration commands."""
+def migration_container(spec: StackSpec, version: str, command: tuple[str, ...], image: str | None = None) -> ContainerSpec:
+    """A one-shot run of ``version``'s artefact (``image``, its image ID, when known): one of its
+    declared migration commands."""
     plain, secret = _database_client_env(spec)
     return ContainerSpec(
         name=migration_container_name(spec),
         role="migration",
-        image=app_image_ref(spec, version),
+        image=image or app_image_ref(spec, version),
         network=network_name(spec),
         hostname="migrate",
         version=version,
@@ -240,7 +241,9 @@ def app_container_names(spec: StackSpec) -> dict[str, list[str]]:
     return {c: [app_container_name(spec, c, i) for i in range(1, spec.pool_size + 1)] for c in COLOURS}
 
 
-def app_container(spec: StackSpec, colour: str, index: int, version: str) -> ContainerSpec:
+def app_container(spec: StackSpec, colour: str, index: int, version: str, image: str | None = None) -> ContainerSpec:
+    """One app container; ``image`` is the version's image ID (the artefact, never a movable tag)
+    when the executor knows it, else the version's tag."""
     name = app_container_name(spec, colour, index)
     interval_s = max(1, spec.health_interval_ms // 1000)
     app = spec.app
@@ -248,7 +251,7 @@ def app_container(spec: StackSpec, colour: str, index: int, version: str) -> Con
     return ContainerSpec(
         name=name,
         role="app",
-        image=app_image_ref(spec, version),
+        image=image or app_image_ref(spec, version),
         network=network_name(spec),
         hostname=name,
         colour=colour,
@@ -277,16 +280,18 @@ def app_container(spec: StackSpec, colour: str, index: int, version: str) -> Con
     )
 
 
-def pool_containers(spec: StackSpec, colour: str, version: str) -> list[ContainerSpec]:
-    return [app_container(spec, colour, i, version) for i in range(1, spec.pool_size + 1)]
+def pool_containers(spec: StackSpec, colour: str, version: str, image: str | None = None) -> list[ContainerSpec]:
+    return [app_container(spec, colour, i, version, image) for i in range(1, spec.pool_size + 1)]
 
 
-def stack_containers(spec: StackSpec, versions: dict[str, str] | None = None) -> list[ContainerSpec]:
-    """Every container of the stack; ``versions`` overrides each colour's version from the spec."""
+def stack_containers(spec: StackSpec, versions: dict[str, str] | None = None, images: dict[str, str] | None = None) -> list[ContainerSpec]:
+    """Every container of the stack; ``versions`` overrides each colour's version from the spec,
+    ``images`` maps a version to its image ID."""
+    images = images or {}
     versions = versions or {c: spec.version_of(c) for c in COLOURS}
     # A read-only deployment has no database at all.
     containers = [database_container(spec)] if spec.app.read_write else []
     containers.append(proxy_container(spec))
     for colour in COLOURS:
-        containers.extend(pool_containers(spec, colour, versions[colour]))
+        containers.extend(pool_containers(spec, colour, versions[colour], images.get(versions[colour])))
     return containers

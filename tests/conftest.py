@@ -21,6 +21,25 @@ def run_cli(*args: str, check: bool = False, timeout: float = 600) -> subprocess
     )
 
 
+def remove_app_images(app_name: str) -> None:
+    """Forget every artefact cutover built for ``app_name`` on this engine.
+
+    A version stays bound to the source it was first built from; an earlier run of the tests (from
+    an older checkout) may have bound versions the tests reuse, so each test that builds starts
+    from none.
+    """
+    import docker
+    import docker.errors
+
+    client = docker.from_env()
+    for image in client.images.list(filters={"label": [f"cutover.app={app_name}"]}):
+        for tag in image.tags or [image.id]:
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.APIError:
+                pass  # in use by a container of a stack another test keeps; its binding stands
+
+
 @pytest.fixture(scope="session", autouse=False)
 def state_dir(tmp_path_factory) -> Path:
     # Audit records and rehearsal CSVs of the test run go to a fresh place, not the user's own.
@@ -35,6 +54,7 @@ def ci_stack(state_dir):
     from stacks.spec import load_stack
 
     run_cli("down", "--stack", TEST_STACK, "--volumes")
+    remove_app_images(load_stack(TEST_STACK).app.name)
     result = run_cli("up", "--stack", TEST_STACK, timeout=1200)
     assert result.returncode == 0, f"cutover up failed:\n{result.stdout}\n{result.stderr}"
     yield load_stack(TEST_STACK)

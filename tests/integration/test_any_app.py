@@ -18,7 +18,7 @@ import yaml
 
 from stacks.proxy_config import COLOUR_HEADER, SERVER_HEADER, VERSION_HEADER
 from stacks.spec import load_stack
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, remove_app_images, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -44,6 +44,7 @@ def stack_objects(stack: str) -> dict[str, set[str]]:
 @pytest.fixture(scope="module")
 def site(state_dir):
     site_cli("down", "--stack", SITE_STACK, "--volumes")
+    remove_app_images(load_stack(SITE_STACK, SITE_DIR).app.name)
     result = site_cli("up", "--stack", SITE_STACK, timeout=1200)
     assert result.returncode == 0, f"cutover up failed:\n{result.stdout}\n{result.stderr}"
     # Nothing of a database, a schema or a migration in what a read-only deployment prints.
@@ -215,6 +216,7 @@ def columns(stack: str) -> set[str]:
 def test_expand_only_migrations_are_linted_by_file_and_the_live_version_checked(tmp_path, state_dir):
     context = expand_only_app(tmp_path)
     stack = "byo-expand"
+    remove_app_images("cutover-expand-only")
     try:
         up = site_cli("up", "--stack", stack, stacks_dir=context, timeout=900)
         assert up.returncode == 0, up.stdout + up.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, remove_app_images, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -26,6 +26,7 @@ def walkthrough_block() -> str:
 def test_the_readme_walkthrough_runs_as_written(tmp_path, state_dir):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("CUTOVER_STACKS_DIR", None)
+    remove_app_images("hello")  # a reader starts with none of the walkthrough's artefacts
     try:
         result = subprocess.run(
             ["bash", "-euo", "pipefail", "-c", walkthrough_block()],
