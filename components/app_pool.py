@@ -43,7 +43,10 @@ class AppPool(pulumi.ComponentResource):
             raise ValueError(f"pool {args.colour} {args.version} was given foreign containers: {', '.join(strays)}")
 
         self.containers = [
-            declare_container(c, parent=self, secrets=args.secrets, depends_on=[args.image.resource, args.network, *args.after])
+            # By image ID: the pool runs the artefact that was built, whatever the tag says later.
+            declare_container(
+                c, parent=self, secrets=args.secrets, depends_on=[args.image.resource, args.network, *args.after], image=args.image.digest
+            )
             for c in args.containers
         ]
 

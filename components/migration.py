@@ -67,11 +67,12 @@ class Migration:
         parent: pulumi.Resource,
         secrets: Mapping[str, pulumi.Input[str]],
         depends_on: Sequence[pulumi.Input[pulumi.Resource]],
+        image: pulumi.Input[str] | None = None,
     ) -> None:
         self.spec = migration_container(spec, version, command)
         self.docker_name = migration_docker_name(self.spec)
         self.container: docker.Container = declare_one_shot(
-            self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on
+            self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on, image=image
         )
         self.done: pulumi.Output[pulumi.Resource] = self.container.exit_code.apply(self._succeeded)
 
@@ -102,7 +103,9 @@ def declare_migrations(
     runs: dict[str, Migration] = {}
     previous: list[pulumi.Resource] = []
     for version in sorted(set(versions)):
-        run = Migration(spec, version, command, parent, secrets, depends_on=[*depends_on, images[version].resource, *previous])
+        run = Migration(
+            spec, version, command, parent, secrets, depends_on=[*depends_on, images[version].resource, *previous], image=images[version].digest
+        )
         runs[version] = run
         previous = [run.container]
     return runs

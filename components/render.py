@@ -79,10 +79,16 @@ def declare_container(
     parent: pulumi.Resource,
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+    image: pulumi.Input[str] | None = None,
 ) -> docker.Container:
+    """``c`` as a Docker container; ``image`` (an app version's image ID) replaces its tag, so the
+    container runs exactly the artefact that was built, never whatever the tag names later."""
     # The logical name is the Docker name: one name per container, the same in `docker ps` and in
     # `pulumi stack`.
-    return docker.Container(c.name, opts=container_options(parent, depends_on), **container_args(c, secrets))
+    args = container_args(c, secrets)
+    if image is not None:
+        args["image"] = image
+    return docker.Container(c.name, opts=container_options(parent, depends_on), **args)
 
 
 def declare_one_shot(
@@ -91,15 +97,18 @@ def declare_one_shot(
     parent: pulumi.Resource,
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+    image: pulumi.Input[str] | None = None,
 ) -> docker.Container:
     """``c`` as a container that runs once: ``up`` waits for it to exit and records its exit code.
 
-    ``docker_name`` replaces ``c.name`` (and is the logical name); every other input, the
-    fingerprint label included, is ``c``'s own.
+    ``docker_name`` replaces ``c.name`` (and is the logical name), ``image`` (the version's image
+    ID) its tag; every other input, the fingerprint label included, is ``c``'s own.
     """
     if c.healthcheck is not None or c.restart != "no":  # a wiring bug: a service is not a one-shot
         raise ValueError(f"{c.name} is a long-running container, not a one-shot run")
     args = {**container_args(c, secrets), **ONE_SHOT_ARGS, "name": docker_name}
+    if image is not None:
+        args["image"] = image
     return docker.Container(docker_name, opts=container_options(parent, depends_on), **args)
 
 

@@ -166,7 +166,9 @@ def test_expand_only_app_runs_its_declared_command_once_per_version(ledger):
     assert sorted(runs) == ["2.0.0", "2.1.0"]
     for version, run in runs.items():
         assert run.inputs["command"] == ["/opt/ledger/bin/ledger-migrate", "up", "--no-prompt"], version
-        assert run.inputs["image"] == f"ledger:{version}"
+        # By image ID: the digest the version's image resource reported, not its tag.
+        (image,) = [i for i in ledger.of_type(IMAGE) if i.inputs["imageName"] == f"ledger:{version}"]
+        assert run.inputs["image"] == image.state["repoDigest"]
         assert run.name == f"cutover-dev-migrate-{version}"
         assert run.inputs["attach"] is True and run.inputs["mustRun"] is False
     # Each pool waits for its own version's run; the runs never overlap.
@@ -236,8 +238,11 @@ def test_a_prebuilt_app_is_referenced_never_built_and_never_deleted(tmp_path):
         # The team's artefact: cutover must not remove it from the engine on destroy or replace.
         assert remote.inputs["keepLocally"] is True
         assert not remote.inputs.get("build")
+    by_id = {r.state["imageId"]: r for r in remotes.values()}
     for app in _containers(run, "app"):
-        tag = app.inputs["image"]
-        assert remotes[tag].urn in app.dependencies, app.name
+        # The container runs the image ID the engine reported for the team's tag.
+        remote = by_id[app.inputs["image"]]
+        assert remote.inputs["name"] == f"acme/storefront:{labels(app.inputs)['cutover.version']}"
+        assert remote.urn in app.dependencies, app.name
     assert run.outputs["blue_image"] == "acme/storefront:3.0.0"
     assert run.outputs["green_image_digest"] == "sha256:mock-local-acme/storefront:3.1.0"

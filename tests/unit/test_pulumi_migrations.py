@@ -8,7 +8,7 @@ own version's run to have exited 0.
 from __future__ import annotations
 
 import pytest
-from pulumi_harness import CONTAINER, flatten, labels, run_program
+from pulumi_harness import IMAGE, CONTAINER, flatten, labels, run_program
 
 from components.migration import MigrationFailed
 
@@ -30,7 +30,9 @@ def test_one_run_per_version_serialised_after_the_database():
     run = run_program("dev", SPLIT)
     runs = {labels(m.inputs)["cutover.version"]: m for m in _containers(run, "migration")}
     assert sorted(runs) == ["1.0.0", "1.1.0"]
-    assert {v: m.inputs["image"] for v, m in runs.items()} == {"1.0.0": "cutover-demo:1.0.0", "1.1.0": "cutover-demo:1.1.0"}
+    # Each run uses its version's image by ID: the digest that version's image resource reported.
+    digests = {i.inputs["imageName"]: i.state["repoDigest"] for i in run.of_type(IMAGE)}
+    assert {v: m.inputs["image"] for v, m in runs.items()} == {v: digests[f"cutover-demo:{v}"] for v in ("1.0.0", "1.1.0")}
     (db,) = _containers(run, "database")
     for m in runs.values():
         assert db.urn in m.dependencies, m.name

@@ -25,7 +25,9 @@ import pytest
 from pulumi_harness import (
     CONTAINER,
     EXPAND_ONLY_APP,
+    IMAGE,
     NETWORK,
+    REMOTE_IMAGE,
     ROOT,
     STACKS_DIR,
     VOLUME,
@@ -147,12 +149,23 @@ def test_an_expand_only_apps_containers_match_their_specs(expand_only_run):
     _matches_field_by_field(spec, run)
 
 
+def artefact_id(run, tag: str) -> str:
+    """The image ID the provider reported for the image resource that made (or found) ``tag``."""
+    built = [r.state["repoDigest"] for r in run.of_type(IMAGE) if r.inputs.get("imageName") == tag]
+    found = [r.state["imageId"] for r in run.of_type(REMOTE_IMAGE) if r.inputs.get("name") == tag]
+    (image_id,) = built + found
+    return image_id
+
+
 def _matches_field_by_field(spec, run):
     # Without a password the secret comparison would be vacuous; a read-only app has none at all.
     assert bool(run.secret_values) == spec.app.read_write, "the mock generated no password"
     for c in expected_containers(spec):
         inputs = run.named(CONTAINER, pulumi_name(c)).inputs
         expected = expected_inputs(c)
+        if c.role in ("app", "migration"):
+            # Not the tag: the image ID the engine reported for the version's image resource.
+            expected["image"] = artefact_id(run, c.image)
         for field in expected:
             assert declared_inputs(run, inputs, field) == expected[field], f"{c.name}: {field}"
         # The environment is secret exactly when it carries a secret.
