@@ -1,5 +1,6 @@
-# Gunicorn settings for the demo app. TERM is a graceful stop: the listener closes, in-flight
-# requests finish (up to graceful_timeout), then the workers exit.
+# Gunicorn settings for the demo app, a module inside its artefact (`--config python:gunicorn_conf`).
+# TERM is a graceful stop: the listener closes, in-flight requests finish (up to graceful_timeout),
+# then the workers exit.
 import os
 
 bind = f"0.0.0.0:{os.environ.get('APP_PORT', '8000')}"
