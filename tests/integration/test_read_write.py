@@ -3,19 +3,20 @@ rollback on the expanded schema, and no rollback once the schema is contracted."
 
 from __future__ import annotations
 
-import io
 import json
+import shutil
 import subprocess
 import sys
-import tarfile
+import tempfile
 import textwrap
+from pathlib import Path
 
 import docker
 import pytest
 import requests
 
 from simulator.operations import Simulator
-from stacks.spec import other_colour
+from stacks.spec import load_stack, other_colour
 from stacks.topology import DATABASE_NAME, app_container_name, database_container_name
 from tests.conftest import REPO_ROOT, TEST_STACK, run_cli
 
@@ -50,27 +51,29 @@ def idle_container_ids(spec, sim) -> dict[str, str]:
 
 
 def prebuilt_artefact(tag: str, migration_name: str, migration_source: str, drop: str | None = None) -> str:
-    """An artefact 'built elsewhere': the current source plus one extra migration, not rebuilt by us."""
-    base = "cutover-demo:2.0.0"
-    assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0  # makes sure the base artefact exists
-    dockerfile = textwrap.dedent(
-        f"""
-        FROM {base}
-        {f"RUN rm /srv/app/migrations/versions/{drop}" if drop else ""}
-        COPY {migration_name} /srv/app/migrations/versions/{migration_name}
-        ENV APP_VERSION={tag.split(":", 1)[1]}
-        LABEL cutover.built-from=elsewhere
-        """
-    )
-    context = io.BytesIO()
-    with tarfile.open(fileobj=context, mode="w") as tar:
-        for name, text in (("Dockerfile", dockerfile), (migration_name, textwrap.dedent(migration_source))):
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    context.seek(0)
-    docker.from_env().images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
+    """An artefact 'built elsewhere': the demo's source plus one extra migration (and minus ``drop``),
+    made the demo's own way (its prepare step builds the zipapp, its Dockerfile the image), labelled
+    as not built by cutover, so cutover deploys it as it is."""
+    # The schema at 2.0.0's expand step (0002), whatever ran before: the migrations below follow it.
+    assert run_cli("deploy", "--stack", TEST_STACK, "2.0.0").returncode == 0
+    version = tag.split(":", 1)[1]
+    with tempfile.TemporaryDirectory(prefix="cutover-demo-variant-") as tmp:
+        context = Path(tmp) / "demo"
+        shutil.copytree(REPO_ROOT / "examples/demo", context, ignore=shutil.ignore_patterns("dist", "__pycache__", "*.pyc"))
+        versions = context / "migrations/versions"
+        if drop:
+            (versions / drop).unlink()
+        (versions / migration_name).write_text(textwrap.dedent(migration_source))
+        prepared = subprocess.run(
+            [sys.executable, "build_artefact.py", "--out", "dist/cutover-demo.pyz"],
+            cwd=context, capture_output=True, text=True, timeout=600,
+        )
+        assert prepared.returncode == 0, prepared.stderr
+        docker.from_env().images.build(
+            path=str(context), tag=tag, rm=True, forcerm=True,
+            buildargs={"APP_VERSION": version, "BASE_IMAGE": load_stack(TEST_STACK).base_image},
+            labels={"cutover.built-from": "elsewhere"},
+        )
     return tag
 
 
