@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
 
 import yaml
 
@@ -87,11 +88,25 @@ class StackSpec:
     def version_of(self, colour: str) -> str:
         return self.blue_version if colour == "blue" else self.green_version
 
+    @property
+    def engine_host(self) -> str | None:
+        """The machine a tcp:// or ssh:// engine runs on (its published ports are there); None for a local socket."""
+        parsed = urlparse(self.docker_host)
+        return parsed.hostname if parsed.scheme in ("tcp", "ssh") else None
+
     def live_url(self) -> str:
-        return f"http://{_url_host(self.bind_address)}:{self.live_port}"
+        return f"http://{self._reach(self.bind_address)}:{self.live_port}"
 
     def preview_url(self) -> str:
-        return f"http://{_url_host(self.preview_bind_address)}:{self.preview_port}"
+        return f"http://{self._reach(self.preview_bind_address)}:{self.preview_port}"
+
+    def _reach(self, bind_address: str) -> str:
+        engine = self.engine_host
+        if engine and engine not in ("127.0.0.1", "localhost", "::1"):
+            # A remote engine publishes on its own machine. (A port it binds to its loopback is
+            # not reachable from here at all; the smoke tests then say so.)
+            return f"[{engine}]" if ":" in engine else engine
+        return _url_host(bind_address)
 
 
 def _url_host(bind_address: str) -> str:

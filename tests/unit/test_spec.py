@@ -79,10 +79,19 @@ def test_ci_stack_values():
     assert spec.version_of("green") == spec.green_version
 
 
-def test_a_stack_bound_to_every_interface_is_reached_through_loopback():
-    spec = load_stack("prod")
-    assert spec.bind_address == "0.0.0.0"
+def test_a_local_stack_bound_to_every_interface_is_reached_through_loopback(tmp_path):
+    config = ci_config()
+    config["cutover:bindAddress"] = "0.0.0.0"
+    spec = load_stack("everywhere", write_stack(tmp_path, "everywhere", config).parent)
+    assert spec.engine_host is None
     assert spec.live_url() == f"http://127.0.0.1:{spec.live_port}"
+
+
+def test_a_remote_stack_is_reached_on_its_engines_host():
+    """prod lives on the engine its docker:host names, so its ports are published there."""
+    spec = load_stack("prod")
+    assert spec.docker_host.startswith("ssh://") and spec.engine_host == "prod-docker.internal"
+    assert spec.live_url() == f"http://prod-docker.internal:{spec.live_port}"
 
 
 # -- numeric strings (Pulumi stores CLI-set config as strings) -----------------------------------
