@@ -5,8 +5,8 @@ dependencies in one Python zipapp (shiv), reproducibly.
 
 The app definition runs it on the host as ``image.build.prepare``, in this directory, before the
 image build (inside a container ``pip install`` over HTTPS cannot work on our machines); the
-Dockerfile then copies the one file in. Run it with cutover's own Python (shiv is pinned in
-cutover's pyproject.toml).
+Dockerfile then copies the one file in. Any Python 3.11 with pip runs it: the build tools (shiv)
+are pinned in build-requirements.txt and unpacked into the cache, like the app's dependencies.
 
 Same source in, same sha256 out, wherever the source lies and whatever version is being released:
 - the dependencies are requirements.txt, every one pinned to one version and the sha256 of each
@@ -14,6 +14,7 @@ Same source in, same sha256 out, wherever the source lies and whatever version i
   once into a cache and checked by hash on every build; nothing is resolved, nothing compiled;
 - the wheels are unpacked, not installed (an install writes the building interpreter's path into
   console scripts), then the app's own files are added: the modules below and migrations/;
+- shiv is pinned too (it writes its bootstrap code into the file);
 - every entry gets the same timestamp (SOURCE_DATE_EPOCH fixed at 1980-01-01) and mode, in sorted
   order; shiv's build id is the hash of the contents.
 The version is not in the file: the image gets it (APP_VERSION), so releasing the same source as
@@ -80,13 +81,13 @@ def normalise(name: str) -> str:
 
 
 def fits(wheel: str, arch: str) -> bool:
-    """Whether a wheel file runs on CPython 3.11 under glibc on ``arch``."""
+    """Whether a wheel file runs on CPython 3.11 under glibc on ``arch`` ("any": pure Python only)."""
     python, abi, plat = wheel[: -len(".whl")].split("-")[-3:]
     pythons, abis, plats = python.split("."), abi.split("."), plat.split(".")
     return (
         any(p in ("py3", "cp311") for p in pythons)
         and any(a in ("none", "abi3", "cp311") for a in abis)
-        and any(p == "any" or (p.startswith("manylinux") and p.endswith(f"_{arch}")) for p in plats)
+        and any(p == "any" or (arch != "any" and p.startswith("manylinux") and p.endswith(f"_{arch}")) for p in plats)
     )
 
 
@@ -112,12 +113,14 @@ def cached_wheels(pins, cache: Path, arch: str) -> tuple[list[Path], list[str]]:
 
 def download(requirements: Path, cache: Path, arch: str) -> None:
     """pip download exactly the pinned wheels for ``arch`` into the cache (pip checks the hashes)."""
-    platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(17, GLIBC_MINOR + 1)] + [f"manylinux2014_{arch}"]
+    target = []  # pure Python tools ("any") need no target: any wheel of theirs fits
+    if arch != "any":
+        platforms = [f"manylinux_2_{minor}_{arch}" for minor in range(17, GLIBC_MINOR + 1)] + [f"manylinux2014_{arch}"]
+        target = ["--implementation", "cp", "--python-version", PYTHON_VERSION, "--abi", "cp" + PYTHON_VERSION.replace(".", ""),
+                  *(a for p in platforms for a in ("--platform", p))]
     command = [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
-        "--require-hashes", "--only-binary=:all:", "--implementation", "cp", "--python-version", PYTHON_VERSION,
-        "--abi", "cp" + PYTHON_VERSION.replace(".", ""), *(a for p in platforms for a in ("--platform", p)),
-        "--dest", str(cache), "--requirement", str(requirements),
+        "--require-hashes", "--only-binary=:all:", *target, "--dest", str(cache), "--requirement", str(requirements),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -170,19 +173,40 @@ def canonical_zip(built: Path, out: Path) -> None:
     out.chmod(0o755)
 
 
-def shiv(site: Path, out: Path) -> None:
+def toolchain(source: Path, cache: Path, say=print) -> Path:
+    """shiv and click as build-requirements.txt pins them, unpacked once into the cache."""
+    requirements = source / "build-requirements.txt"
+    key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    tools = cache / "tools" / key
+    if (tools / ".complete").is_file():
+        return tools
+    pins = read_requirements(requirements)
+    wheels, missing = cached_wheels(pins, cache, "any")
+    if missing:
+        say(f"downloading the pinned build tools into {cache}: {', '.join(missing)}")
+        download(requirements, cache, "any")
+        wheels, missing = cached_wheels(pins, cache, "any")
+        if missing:
+            raise BuildError(f"no wheel with a pinned hash in {cache}: {', '.join(missing)}")
+    tools.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{key}.", dir=tools.parent))
+    for wheel in wheels:
+        unpack_wheel(wheel, staging)
+    (staging / ".complete").touch()
     try:
-        import shiv as _  # noqa: F401
-    except ImportError:
-        raise BuildError(
-            f"shiv is not installed for {sys.executable}: run this with cutover's Python "
-            "(shiv is pinned in cutover's pyproject.toml; `make venv`, then .venv/bin/python build_artefact.py)"
-        ) from None
+        staging.rename(tools)
+    except OSError:  # another build got there first
+        shutil.rmtree(staging, ignore_errors=True)
+    return tools
+
+
+def shiv(tools: Path, site: Path, out: Path) -> None:
     command = [
         sys.executable, "-m", "shiv", "--site-packages", str(site), "--output-file", str(out),
         "--entry-point", ENTRY_POINT, "--python", INTERPRETER, "--reproducible", "--compile-pyc", "--uncompressed",
     ]
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
+    # The pinned shiv, ahead of any other on this interpreter; the fixed time, whatever the caller's.
+    env = {**os.environ, "PYTHONPATH": str(tools), "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH)}
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise BuildError(f"shiv failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
@@ -202,6 +226,7 @@ def build(source: Path, out: Path, arch: str, cache: Path, say=print) -> str:
         wheels, missing = cached_wheels(pins, cache, arch)
         if missing:
             raise BuildError(f"no wheel for {arch} with a pinned hash in {cache}: {', '.join(missing)}")
+    tools = toolchain(source, cache, say)
     out = out if out.is_absolute() else Path.cwd() / out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cutover-demo-build-") as tmp:
@@ -211,7 +236,7 @@ def build(source: Path, out: Path, arch: str, cache: Path, say=print) -> str:
             unpack_wheel(wheel, site)
         add_app(source, site)
         built = Path(tmp) / "shiv.pyz"
-        shiv(site, built)
+        shiv(tools, site, built)
         staged = out.with_name(f".{out.name}.tmp")
         canonical_zip(built, staged)
         os.replace(staged, out)

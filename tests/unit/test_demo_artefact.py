@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples/demo"
-SOURCE_FILES = ["build_artefact.py", "requirements.txt", "cutover_demo.py", "service.py", "migrate.py", "db_settings.py",
+SOURCE_FILES = ["build_artefact.py", "requirements.txt", "build-requirements.txt", "cutover_demo.py", "service.py", "migrate.py", "db_settings.py",
                 "healthcheck.py", "gunicorn_conf.py"]
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="the pinned wheels are for x86_64 and aarch64")
