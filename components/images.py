@@ -14,10 +14,12 @@ builds it (see :func:`app_image`).
 from __future__ import annotations
 
 import posixpath
+import shlex
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_docker as docker
+from pulumi_command import local
 
 from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
 from stacks.spec import StackSpec
@@ -68,9 +70,27 @@ def app_image(spec: StackSpec, version: str, parent: pulumi.Resource) -> AppImag
             opts=pulumi.ResourceOptions(parent=parent),
         )
         return AppImage(remote, remote.name, remote.image_id)
-    image = _image(f"app-image-{version}", build, parent)
+    prepare = _prepare(spec, version, build, parent)
+    image = _image(f"app-image-{version}", build, parent, depends_on=[prepare] if prepare else [])
     # The local image ID for an image that is never pushed (pulumi-docker >= 4.4).
     return AppImage(image, image.image_name, image.repo_digest)
+
+
+def _prepare(spec: StackSpec, version: str, build: ImageBuild, parent: pulumi.Resource) -> local.Command | None:
+    """The app's prepare step (``image.build.prepare``: e.g. the demo's single-file zipapp), run on
+    the machine that runs `pulumi`, in the build context, before the image is built — as
+    `cutover build` runs it. Once per version: a version's artefact is made once."""
+    declared = spec.app.image.build
+    if declared is None or declared.prepare is None:
+        return None
+    command = [part.replace("{version}", version) for part in declared.prepare]
+    return local.Command(
+        f"app-prepare-{version}",
+        create=shlex.join(command),
+        dir=build.context,
+        environment={"CUTOVER_VERSION": version},
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def proxy_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
@@ -90,7 +110,7 @@ def dockerfile_path(build: ImageBuild) -> str:
     return posixpath.join(build.context, build.dockerfile)
 
 
-def _image(name: str, build: ImageBuild, parent: pulumi.Resource) -> docker.Image:
+def _image(name: str, build: ImageBuild, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> docker.Image:
     return docker.Image(
         name,
         image_name=build.tag,
@@ -101,5 +121,5 @@ def _image(name: str, build: ImageBuild, parent: pulumi.Resource) -> docker.Imag
             builder_version=BUILDER,
         ),
         skip_push=True,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )

@@ -125,7 +125,9 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == COMMAND:
             # What proxy-switch / proxy-version print.
             environment = args.inputs["environment"]
-            if "LIVE_COLOR" in environment:
+            if "CUTOVER_VERSION" in environment:
+                state["stdout"] = ""  # a prepare step
+            elif "LIVE_COLOR" in environment:
                 state["stdout"] = f"live={environment['LIVE_COLOR']}"
             else:
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"

@@ -69,7 +69,7 @@ def test_releasing_to_the_idle_colour_adds_a_run_and_leaves_the_rest_alone():
     before = {(r.type, r.name): flatten(r.inputs) for r in run_program("dev", SHARED).resources}
     after = {(r.type, r.name): flatten(r.inputs) for r in run_program("dev", SPLIT).resources}
     added = sorted(name for _, name in after.keys() - before.keys())
-    assert added == ["app-image-1.1.0", "cutover-dev-migrate-1.1.0"]
+    assert added == ["app-image-1.1.0", "app-prepare-1.1.0", "cutover-dev-migrate-1.1.0"]
     assert before.keys() - after.keys() == set()
     changed = sorted(name for key in before.keys() & after.keys() if before[key] != after[key] for _, name in [key])
     # Only the idle (green) pool is replaced, and the proxy told its new version; the database, the

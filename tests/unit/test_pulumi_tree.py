@@ -44,8 +44,9 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     assert len(run.of_type(SERVICE)) == 1
     assert len(run.of_type(DATABASE)) == 1
     assert len(run.of_type(PROXY)) == 1
-    # The switch, and one version stamp per colour.
-    assert sorted(c.name for c in run.of_type(COMMAND)) == ["cutover-switch", "cutover-version-blue", "cutover-version-green"]
+    # The switch, one version stamp per colour, and the app's prepare step once per version.
+    prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
+    assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(["cutover-switch", "cutover-version-blue", "cutover-version-green", *prepares])
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume and the database's data volume.
     assert sorted(v.name for v in run.of_type(VOLUME)) == [f"cutover-{run.stack}-db-data", f"cutover-{run.stack}-proxy-state"]
@@ -143,6 +144,17 @@ def test_components_parent_their_children(run):
     assert password.parent == database.urn
     for command in run.of_type(COMMAND):
         assert command.parent == service.urn, command.name
+
+
+def test_the_prepare_step_runs_in_the_context_before_its_image_is_built(run):
+    spec = load_stack(run.stack)
+    for version in sorted({spec.blue_version, spec.green_version}):
+        prepare = run.named(COMMAND, f"app-prepare-{version}")
+        image = run.named(IMAGE, f"app-image-{version}")
+        assert prepare.inputs["create"] == " ".join(p.replace("{version}", version) for p in spec.app.image.build.prepare)
+        assert prepare.inputs["dir"] == image.inputs["build"]["context"] == "examples/demo"
+        assert prepare.inputs["environment"] == {"CUTOVER_VERSION": version}
+        assert prepare.urn in image.dependencies
 
 
 def test_images_are_built_locally_never_pushed(run):
