@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -62,6 +63,8 @@ def main(stacks_dir: str | None) -> None:
     (cutover:app, an app definition: docs/app.md). Traffic enters on the stack's live port; the
     idle colour answers on the preview port.
     """
+    # A SIGTERM ends a command like Ctrl-C does: its end record says 'interrupted', its lock goes.
+    signal.signal(signal.SIGTERM, _terminated)
     if stacks_dir:
         if not os.path.isdir(stacks_dir):
             raise CutoverError(f"--stacks-dir {stacks_dir} is not a directory.")
@@ -191,13 +194,175 @@ def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | N
     sys.exit(subprocess.call(command, env=os.environ.copy()))
 
 
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt("terminated (SIGTERM)")
+
+
 @main.command()
 @stack_option
-@click.option("--volumes", is_flag=True, help="Also remove the stack's volumes (the proxy's saved colour).")
-def down(stack: str, volumes: bool) -> None:
-    """Remove the stack's containers and network."""
-    removed = _simulator(stack).down(with_volumes=volumes)
+@click.option("--volumes", is_flag=True, help="Also remove the stack's volumes (the proxy's saved colour, the database), but not its audit ledger.")
+@click.option("--ledger", "ledger", is_flag=True, help="With --volumes: also remove the stack's audit ledger (volume cutover-<stack>-ledger).")
+def down(stack: str, volumes: bool, ledger: bool) -> None:
+    """Remove the stack's containers and network. The audit ledger outlives the stack unless --ledger."""
+    removed = _simulator(stack).down(with_volumes=volumes, with_ledger=ledger)
     console.print(f"stack {stack}: removed {len(removed)} item(s)" if removed else f"stack {stack}: nothing to remove")
+
+
+@main.group(invoke_without_command=True)
+@stack_option
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON (a list, oldest first).")
+@click.option("--since", default=None, metavar="TIME", help="Only commands since TIME: an ISO date/time (UTC unless it says) or an age like 30m, 12h, 7d.")
+@click.pass_context
+def audit(ctx, stack: str, as_json: bool, since: str | None) -> None:
+    """The stack's audit ledger (on its engine), one row per changing command.
+
+    A command with a start record and no end is shown as interrupted. 'cutover audit verify'
+    checks the chain.
+    """
+    ctx.obj = {"stack": stack}
+    if ctx.invoked_subcommand is not None:
+        return
+    from simulator.ledger import commands, parse_records, verify_chain
+
+    ledger = _simulator(stack).ledger
+    lines, head = ledger.read()
+    if verify_chain(lines, head, ledger.witness()).intact:
+        ledger.refresh_cache(lines)
+    records = parse_records(lines)
+    cutoff = _since(since) if since else None
+    if as_json:
+        click.echo(json.dumps([r for r in records if cutoff is None or _when(r) >= cutoff], indent=1))
+        return
+    rows = [r for r in commands(records) if cutoff is None or _when(r) >= cutoff]
+    holder = ledger.holder()
+    # An open start is 'running' only while its command still holds a live lock.
+    running = holder.labels.get("cutover.lock.pid") if holder is not None and ledger.stale_reason(holder) is None else None
+    table = Table(title=f"stack {stack}: audit ledger ({ledger.volume}, {len(records)} records)")
+    for column in ("seq", "time (UTC)", "actor", "command", "outcome", "live", "version", "artefact", "seconds"):
+        table.add_column(column, no_wrap=column in ("seq", "time (UTC)", "outcome", "artefact", "seconds"))
+    table.add_column("reason", overflow="fold", max_width=60)
+    for row in rows:
+        outcome = row.get("outcome", "?")
+        if row.get("end_seq") is None and running and str(row.get("pid")) == running:
+            outcome = "running"
+        style = {"ok": "green", "refused": "yellow", "failed": "red", "interrupted": "magenta"}.get(outcome, "")
+        table.add_row(
+            str(row.get("seq")), (row.get("time") or "")[:19].replace("T", " "), row.get("actor") or "-",
+            " ".join([row.get("command") or "?", *_shown_args(row.get("args"))]),
+            f"[{style}]{outcome}[/{style}]" if style else outcome, _colours(row), row.get("version") or "-",
+            short_id(row["artefact"]) if row.get("artefact") else "-",
+            f"{row['duration_s']:.1f}" if isinstance(row.get("duration_s"), (int, float)) else "-",
+            (row.get("reason") or "")[:120] if outcome != "ok" else "",
+        )
+    console.print(table)
+
+
+@audit.command("verify")
+@click.option("--stack", "-s", default=None, envvar="CUTOVER_STACK", help="Which stack (default: the one given to 'audit', else dev).")
+@click.pass_context
+def audit_verify(ctx, stack: str | None) -> None:
+    """Check the ledger's chain: seq continuity, each record's hash of the one before, its head.
+
+    Exits 1 naming the first record altered, removed, inserted or reordered; 0 with one line
+    otherwise.
+    """
+    from simulator.ledger import verify_chain
+
+    stack = stack or (ctx.obj or {}).get("stack") or "dev"
+    ledger = _simulator(stack).ledger
+    lines, head = ledger.read()
+    report = verify_chain(lines, head, ledger.witness())
+    if not report.intact:
+        _fail(f"ledger of stack {stack} ({ledger.volume}): {report.problem}")
+    ledger.refresh_cache(lines)
+    console.print(f"stack {stack}: {report.records} records, chain intact")
+
+
+@main.command()
+@stack_option
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every value behind them as JSON.")
+@click.option("--window", default="1h", show_default=True, help="A switch undone by a rollback within this time is a failed change (e.g. 30m, 1h, 2d).")
+def metrics(stack: str, as_json: bool, window: str) -> None:
+    """The four DORA keys, derived from the stack's ledger: deployment frequency, lead time for
+    changes, change failure rate, time to restore."""
+    from simulator.ledger import parse_records
+    from simulator.metrics import dora
+
+    ledger = _simulator(stack).ledger
+    lines, _ = ledger.read()
+    figures = dora(parse_records(lines), window_s=_seconds(window))
+    if as_json:
+        click.echo(json.dumps(figures, indent=1))
+        return
+    frequency, lead, failure, restore = (figures[k] for k in ("deployment_frequency", "lead_time", "change_failure_rate", "time_to_restore"))
+    table = Table(title=f"stack {stack}: delivery metrics over {figures['span']['days']:.2f} day(s), {figures['span']['records']} records")
+    table.add_column("key")
+    table.add_column("value")
+    table.add_column("from")
+    table.add_row("deployment frequency", f"{frequency['per_day']:g} per day", f"{frequency['deployments']} switch(es) to a new version: {', '.join(frequency['versions']) or 'none'}")
+    table.add_row(
+        "lead time for changes", _duration(lead["median_seconds"]) + (" (median)" if lead["median_seconds"] is not None else ""),
+        f"{lead['known']} with a known commit time, {lead['unknown']} unknown (no commit_time recorded)",
+    )
+    rate = failure["rate"]
+    table.add_row("change failure rate", "unknown" if rate is None else f"{rate * 100:.0f}%", f"{failure['failed']} of {failure['deployments']} undone within {_duration(failure['window_seconds'])}")
+    table.add_row("time to restore", _duration(restore["median_seconds"]) + (" (median)" if restore["median_seconds"] is not None else ""), f"{len(restore['restores'])} restore(s)")
+    console.print(table)
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        if text and text[-1] in units:
+            return float(text[:-1]) * units[text[-1]]
+        return float(text)
+    except ValueError:
+        raise CutoverError(f"{text!r} is not a duration: use a number and s, m, h or d (e.g. 1h).") from None
+
+
+def _since(text: str):
+    from datetime import datetime, timedelta, timezone
+
+    from simulator.ledger import parse_time
+
+    if text and text[-1] in "smhd" and text[:-1].replace(".", "", 1).isdigit():
+        return datetime.now(timezone.utc) - timedelta(seconds=_seconds(text))
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise CutoverError(f"--since {text!r} is neither an ISO date/time nor an age like 12h.") from None
+
+
+def _when(record: dict):
+    from datetime import datetime, timezone
+
+    from simulator.ledger import parse_time
+
+    return parse_time(record["time"]) if record.get("time") else datetime.min.replace(tzinfo=timezone.utc)
+
+
+def _shown_args(args: dict | None) -> list[str]:
+    return [str(v) if k == "version" else k for k, v in (args or {}).items() if v not in (None, False)]
+
+
+def _colours(row: dict) -> str:
+    before = (row.get("colours_before") or {}).get("live")
+    after = (row.get("colours_after") or {}).get("live")
+    if before == after:
+        return before or "-"
+    return f"{before or '-'}→{after or '-'}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 120:
+        return f"{seconds:.1f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
 
 
 if __name__ == "__main__":

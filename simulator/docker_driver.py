@@ -203,6 +203,8 @@ class DockerDriver:
             removed.append(f"network {network.name}")
         if with_volumes:
             for volume in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}):
+                if (volume.attrs.get("Labels") or {}).get("cutover.role") == "ledger":
+                    continue  # the audit ledger outlives the stack: only 'down --volumes --ledger' removes it
                 volume.remove(force=True)
                 removed.append(f"volume {volume.name}")
         return removed

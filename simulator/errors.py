@@ -5,5 +5,9 @@ class CutoverError(Exception):
     """An operation was refused or failed; the message says what and why."""
 
 
-class PreflightRefused(CutoverError):
+class Refused(CutoverError):
+    """A command was refused before it changed anything (bad input, nothing to do, a lock held)."""
+
+
+class PreflightRefused(Refused):
     """A switch was refused before anything changed."""

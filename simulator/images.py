@@ -32,7 +32,7 @@ from simulator.artefacts import (
     source_of,
 )
 from simulator.errors import CutoverError
-from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
+from stacks.image_builds import STATE_FILES_LABEL, ImageBuild, app_build, database_build, proxy_build, state_build
 from stacks.spec import StackSpec
 from stacks.topology import app_image_ref
 
@@ -96,6 +96,17 @@ class ImageBuilder:
 
     def ensure_database(self) -> str:
         return self._build(database_build(self.spec))
+
+    def ensure_state(self) -> str:
+        """The ledger and lock image (images/state): built only when missing or its files changed."""
+        build = state_build(self.spec)
+        try:
+            if (self.client.images.get(build.tag).labels or {}).get(STATE_FILES_LABEL) == dict(build.args)["STATE_FILES_SHA"]:
+                return build.tag
+        except docker.errors.ImageNotFound:
+            pass
+        self._build(build)
+        return build.tag
 
     def ensure_app(self, version: str) -> "Artefact":
         """The artefact for ``version``, bound to its source for good.

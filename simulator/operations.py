@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
-from simulator.errors import CutoverError, PreflightRefused
+from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.images import Artefact, ImageBuilder
-from simulator.ledger import Ledger, stack_lock
+from simulator.ledger import Ledger, changing, stack_lock
 from simulator.planner import Action, current_versions, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
@@ -107,7 +107,7 @@ class Simulator:
         self.schema = schema_for(self.driver)
         # Migration runs use the version's artefact by image ID, like its containers.
         self.schema.image_of = self.images.image_id
-        self.ledger = Ledger(spec.stack)
+        self.ledger = Ledger(spec.stack, self.client, self.images.ensure_state, say)
 
     @classmethod
     def for_stack(cls, stack: str, say: Callable[[str], None] = print) -> "Simulator":
@@ -159,14 +159,16 @@ class Simulator:
             images[version] = self.images.image_id(version) or self.images.ensure_app(version).image_id
         return images
 
+    @changing("build")
     def build(self, version: str) -> Artefact:
         """Build ``version``'s artefact (or reuse it: same source), bound to its source for good."""
         if not is_valid_version(version):
-            raise CutoverError(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
         return self.images.ensure_app(version)
 
     # -- changes ------------------------------------------------------------------------------
 
+    @changing("up")
     def up(self) -> list[Action]:
         """Create what is missing, replace what drifted; a second run finds nothing to do.
 
@@ -246,10 +248,11 @@ class Simulator:
             if version and stamped.get(colour) != version:
                 proxy.set_version(colour, version)
 
+    @changing("deploy")
     def deploy(self, version: str) -> DeployResult:
         """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
         if not is_valid_version(version):
-            raise CutoverError(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
         with stack_lock(self.spec.stack):
             started = time.monotonic()
             idle = other_colour(self.live_colour())
@@ -323,6 +326,7 @@ class Simulator:
             self.say(f"live version {live_version} still passes its smoke checks{' and write probe' if self.spec.app.write_probe else ''} on the migrated schema")
         return applied
 
+    @changing(lambda args: args.pop("action"))
     def switch(self, action: str = "switch") -> SwitchResult:
         """Preflight the idle colour, flip the live colour atomically, then let the old one drain."""
         with stack_lock(self.spec.stack):
@@ -357,6 +361,7 @@ class Simulator:
         """The same flip in reverse: the previous colour is still running, so it is instant."""
         return self.switch(action="rollback")
 
+    @changing("finalize")
     def finalize(self) -> FinalizeResult:
         """Give up rollback: retire the idle colour if it needs the old schema, then contract.
 
@@ -365,13 +370,13 @@ class Simulator:
         with stack_lock(self.spec.stack):
             if not isinstance(self.schema, DescribedSchema):
                 kind = "expand-only migrations" if isinstance(self.schema, ExpandOnlySchema) else "no database (a read-only deployment)"
-                raise CutoverError(f"nothing to finalize: the app of stack {self.spec.stack} has {kind}, so there is no contract step.")
+                raise Refused(f"nothing to finalize: the app of stack {self.spec.stack} has {kind}, so there is no contract step.")
             status = self.status()
             live_version = status.pools[status.live].version
             idle = other_colour(status.live)
             pending = self.schema.finalize_plan(live_version)
             if not pending:
-                raise CutoverError(f"nothing to finalize: the schema already is where {live_version} wants it.")
+                raise Refused(f"nothing to finalize: the schema already is where {live_version} wants it.")
             retired = []
             idle_version = status.pools[idle].version
             if status.pools[idle].total and (idle_version is None or not self.schema.runs_after_finalize(idle_version, live_version)):
@@ -389,7 +394,14 @@ class Simulator:
             self.ledger.record("finalize", "ok", **asdict(result))
             return result
 
-    def down(self, with_volumes: bool = False) -> list[str]:
+    @changing("down")
+    def down(self, with_volumes: bool = False, with_ledger: bool = False) -> list[str]:
+        """Remove the stack's containers and network (and volumes); the ledger volume only with
+        ``with_ledger`` as well, after the command's own end record: an audit trail outlives the stack."""
+        if with_ledger and not with_volumes:
+            raise Refused("--ledger removes the stack's audit ledger and goes only with --volumes (cutover down --volumes --ledger).")
+        if with_ledger:
+            self.ledger.after_release(lambda: self.say(f"removed the ledger volume {self.ledger.volume}") if self.ledger.remove() else None)
         with stack_lock(self.spec.stack):
             removed = []
             for container in self.driver.stack_containers():
@@ -470,3 +482,22 @@ class Simulator:
                 return False, time.monotonic() - began
             time.sleep(0.1)
         return True, time.monotonic() - began
+
+    # -- the ledger's view ----------------------------------------------------------------------
+
+    def ledger_snapshot(self) -> dict:
+        """The colours as the ledger records them before and after a command: which one is live,
+        and each pool's version and image ID (read from its containers, never from a tag)."""
+        containers = self.driver.stack_containers()
+        pools = {}
+        for colour in COLOURS:
+            members = [c for c in containers if c.labels.get("cutover.role") == "app" and c.labels.get("cutover.colour") == colour]
+            versions = {c.labels.get("cutover.version") for c in members}
+            images = {c.attrs.get("Image") for c in members}
+            pools[colour] = {
+                "version": versions.pop() if len(versions) == 1 else None,
+                "image": images.pop() if len(images) == 1 else None,
+                "containers": len(members),
+            }
+        proxy = [c for c in containers if c.name == proxy_container_name(self.spec) and c.status == "running"]
+        return {"live": self.live_colour() if proxy else None, **pools}

@@ -7,6 +7,7 @@ about what an artefact is made of.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,22 @@ def proxy_build(spec: StackSpec) -> ImageBuild:
 
 def database_build(spec: StackSpec) -> ImageBuild:
     return ImageBuild(DATABASE_IMAGE, "images/postgres", "Dockerfile", (("BASE_IMAGE", spec.base_image),))
+
+
+STATE_IMAGE = "cutover-state:1"
+# The state image carries this label with STATE_FILES_SHA, so a changed script means a rebuild.
+STATE_FILES_LABEL = "cutover.state-files"
+
+
+def state_build(spec: StackSpec) -> ImageBuild:
+    """The ledger and lock image (images/state), from the stack's base image; its build arg
+    STATE_FILES_SHA (the sha256 of its files and base) becomes a label, so an unchanged image is
+    never rebuilt and a changed one always is."""
+    context = REPO_ROOT / "images/state"
+    digest = hashlib.sha256(spec.base_image.encode())
+    for path in sorted(p for p in context.iterdir() if p.is_file()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return ImageBuild(STATE_IMAGE, "images/state", "Dockerfile", (("BASE_IMAGE", spec.base_image), ("STATE_FILES_SHA", digest.hexdigest())))
 
 
 def app_build(spec: StackSpec, version: str) -> ImageBuild | None:

@@ -37,7 +37,8 @@ def stack_objects(stack: str) -> dict[str, set[str]]:
     return {
         "containers": {c.labels.get("cutover.role", "?") for c in client.containers.list(all=True, filters=labels)},
         "networks": {n.name for n in client.networks.list(filters=labels)},
-        "volumes": {v.name for v in client.volumes.list(filters={"label": f"cutover.stack={stack}"})},
+        # The stack's audit ledger outlives it (and records a failed up): not one of its objects here.
+        "volumes": {v.name for v in client.volumes.list(filters={"label": f"cutover.stack={stack}"}) if (v.attrs.get("Labels") or {}).get("cutover.role") != "ledger"},
     }
 
 

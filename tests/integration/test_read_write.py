@@ -177,7 +177,7 @@ def test_rollback_works_on_expanded_schema_and_is_refused_after_finalize(ci_stac
     finalized = run_cli("finalize", "--stack", TEST_STACK)
     assert finalized.returncode == 0, finalized.stderr
     assert schema_revision(ci_stack) == "0003"
-    entries = [e for e in sim.ledger.entries() if e["action"] == "finalize"]
+    entries = [e for e in sim.ledger.entries() if e.get("command") == "finalize" and e.get("phase") == "end"]
     assert entries[-1]["outcome"] == "ok" and entries[-1]["applied"] == ["0003"]
 
     refused = run_cli("rollback", "--stack", TEST_STACK)
