@@ -65,7 +65,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def rehearse(args: argparse.Namespace) -> dict:
+    """The rehearsal as one changing command in the stack's ledger: it holds the lock throughout,
+    its steps are recorded under it, and its end record carries the load summary and verdict."""
     sim = Simulator.for_stack(args.stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+    arguments = {"steps": args.steps, "mix": args.mix, "users": args.users, "phase_seconds": args.phase_seconds,
+                 "from_version": args.from_version, "to_version": args.to_version}
+    with sim.ledger.command("rehearse", arguments, sim.ledger_snapshot) as operation:
+        summary = _rehearse(sim, args)
+        operation.details["load"] = {k: v for k, v in summary.items() if k != "writes_missing_by_url"}
+        operation.details["version"] = args.to_version
+        problems = verdict(summary)
+        if problems:
+            operation.outcome = "failed"
+            operation.details["reason"] = "; ".join(problems)
+    return summary
+
+
+def _rehearse(sim: Simulator, args: argparse.Namespace) -> dict:
     # An app with nothing to write (no write probe, no locustfile of its own) has only a read mix.
     mix = args.mix if sim.spec.app.write_probe or sim.spec.app.locustfile else "read"
     console.print(f"[bold]rehearsal on stack {args.stack}[/bold]: {' → '.join(args.steps)} under {args.users} keep-alive {mix} users")

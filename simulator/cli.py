@@ -342,7 +342,17 @@ def _when(record: dict):
 
 
 def _shown_args(args: dict | None) -> list[str]:
-    return [str(v) if k == "version" else k for k, v in (args or {}).items() if v not in (None, False)]
+    shown = []
+    for key, value in (args or {}).items():
+        if value in (None, False):
+            continue
+        if key == "version":
+            shown.append(str(value))
+        elif value is True:
+            shown.append(key)
+        else:
+            shown.append(f"{key}={','.join(map(str, value)) if isinstance(value, list) else value}")
+    return shown
 
 
 def _colours(row: dict) -> str:

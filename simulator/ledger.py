@@ -602,7 +602,7 @@ def _end_details(command: str, args: dict, details: dict, after: dict | None) ->
     else:
         image = details.get("image_id") or (details.get("image") if str(details.get("image", "")).startswith("sha256:") else None)
         version = details.pop("version", None) or args.get("version") or (_live_version(after) if command == "up" else None)
-        if image is None and command == "up":
+        if image is None and command in ("up", "rehearse"):
             image = _live_image(after)
     return {**details, "version": version, "artefact": image}
 

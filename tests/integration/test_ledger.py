@@ -246,6 +246,20 @@ def test_a_lock_held_by_another_machine_refuses_until_its_heartbeat_is_stale(wor
             pass
 
 
+def test_a_rehearsal_is_one_command_with_its_steps_under_it_and_its_load_summary(world):
+    before = len(records(world))
+    result = cli(world, "rehearse", "--users", "3", "--phase-seconds", "1", "--steps", "deploy,switch", "--mix", "read", "--to-version", "3.0.0-rehearsed")
+    assert result.returncode == 0, result.stdout + result.stderr
+    new = records(world)[before:]
+    rehearsal = next(r for r in new if r["command"] == "rehearse" and r["phase"] == "start")
+    steps = [r for r in new if r["phase"] == "start" and r.get("parent_seq") == rehearsal["seq"]]
+    assert [r["command"] for r in steps] == ["up", "deploy", "switch"]
+    end = next(r for r in new if r["phase"] == "end" and r["start_seq"] == rehearsal["seq"])
+    assert end is new[-1] and end["outcome"] == "ok" and end["version"] == "3.0.0-rehearsed"
+    assert end["load"]["requests"] > 0 and end["load"]["failures"] == 0 and len(end["load"]["flips"]) == 1
+    assert cli(world, "audit", "verify").returncode == 0
+
+
 def test_metrics_come_from_this_ledger(world):
     result = cli(world, "metrics", "--json")
     assert result.returncode == 0, result.stderr
