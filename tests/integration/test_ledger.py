@@ -221,6 +221,27 @@ def test_a_deploy_killed_half_way_is_interrupted_and_the_next_command_says_so_an
     assert "was interrupted" not in cli(world, "switch").stdout
 
 
+def test_ctrl_c_half_way_records_interrupted_and_lets_go_of_the_lock(world):
+    client = docker.from_env()
+    before = len(records(world))
+    deploy = subprocess.Popen(command(world, "deploy", "2.0.0-ctrl-c"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=environment(world))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        tail = json.loads(ledger_file().decode().splitlines()[-1])
+        if tail["phase"] == "start" and tail["command"] == "deploy":
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    deploy.send_signal(signal.SIGINT)
+    deploy.communicate(timeout=60)
+    assert deploy.returncode != 0
+    end = [r for r in records(world)[before:] if r["phase"] == "end" and r["start_seq"] == tail["seq"]]
+    assert len(end) == 1 and end[0]["outcome"] == "interrupted" and "Ctrl-C" in end[0]["reason"], end
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(LOCK)
+
+
 def test_a_lock_held_by_another_machine_refuses_until_its_heartbeat_is_stale(world):
     client = docker.from_env()
     labels = {"cutover.project": "cutover", "cutover.role": "lock", "cutover.lock.stack": STACK, "cutover.lock.command": "deploy",
