@@ -20,17 +20,21 @@ from stacks.topology import SECRET_PLACEHOLDER, ContainerSpec, network_name, sec
 SECOND_NS = 1_000_000_000
 
 
-def connect() -> docker.DockerClient:
-    """The local engine (DOCKER_HOST or the default socket), or one clear sentence why not."""
+def connect(docker_host: str | None = None) -> docker.DockerClient:
+    """The engine a stack names (its ``docker:host``: unix, tcp or ssh), or, without one, the local
+    engine (DOCKER_HOST or the default socket); else one clear sentence why not."""
+    where = docker_host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        client = docker.from_env(timeout=120)
+        if docker_host:
+            # ssh:// through the system's ssh client (its config, keys and known hosts), as the docker CLI does.
+            client = docker.DockerClient(base_url=docker_host, timeout=120, use_ssh_client=docker_host.startswith("ssh://"))
+        else:
+            client = docker.from_env(timeout=120)
         client.ping()
         return client
     except docker.errors.DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise CutoverError(
-            f"no Docker engine answers at {where} ({exc.__class__.__name__}); start one, e.g. with 'make engine'."
-        ) from None
+        hint = "start one, e.g. with 'make engine'" if where.startswith("unix://") else "check the stack's docker:host and that the engine is reachable from here"
+        raise CutoverError(f"no Docker engine answers at {where} ({exc.__class__.__name__}); {hint}.") from None
 
 
 class DockerDriver:

@@ -100,7 +100,7 @@ class Simulator:
     def __init__(self, spec: StackSpec, say: Callable[[str], None] = print) -> None:
         self.spec = spec
         self.say = say
-        self.client = connect()
+        self.client = connect(spec.docker_host)
         self.secrets = SecretStore(spec.stack, recover=self._recover_secret)
         self.driver = DockerDriver(self.client, spec, self.secrets.get)
         self.images = ImageBuilder(self.client, spec, say)
