@@ -117,6 +117,28 @@ def deploy(stack: str, version: str) -> None:
 
 
 @main.command()
+@click.argument("version")
+@click.option("--to", "target", required=True, help="The stack to promote to; the version comes from the stack before it in promotion.yaml.")
+def promote(version: str, target: str) -> None:
+    """Deploy to --to's idle colour the exact image VERSION went live as on the stack before it.
+
+    The order is promotion.yaml beside the stack files (e.g. order: [dev, ci, prod]); the proof is
+    the lower stack's ledger. The image is streamed between engines when the target lacks it.
+    """
+    from simulator.promotion import PROMOTION_FILE, promotion_order, source_stack
+    from stacks.spec import stacks_dir_in_use
+
+    stacks_dir = stacks_dir_in_use()
+    source = source_stack(promotion_order(stacks_dir), target, stacks_dir / PROMOTION_FILE)
+    result = _simulator(target).promote(version, _simulator(source))
+    steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.steps.items())
+    console.print(
+        f"stack {target}: {result.colour} now runs {result.version} (image {short_id(result.image)}, as it went live on {source}), "
+        f"smoke-tested; {result.seconds}s ({steps}); live colour untouched"
+    )
+
+
+@main.command()
 @stack_option
 def switch(stack: str) -> None:
     """Preflight the idle colour, make it live in one atomic flip, then drain the old colour."""

@@ -15,15 +15,16 @@ import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused, Refused
-from simulator.images import Artefact, ImageBuilder
-from simulator.ledger import Ledger, changing, stack_lock
+from simulator.images import Artefact, ImageBuilder, short_id
+from simulator.promotion import proven_artefact
+from simulator.ledger import Ledger, changing, commands, stack_lock
 from simulator.planner import Action, current_versions, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
 from simulator.smoke import probe_write, smoke_test
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
-from stacks.topology import DB_PASSWORD_SECRET, database_container_name, database_volume, proxy_container_name
+from stacks.topology import DB_PASSWORD_SECRET, app_image_ref, database_container_name, database_volume, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
 # How long a server may answer its health check with a wrong HTTP status before that is final.
@@ -72,6 +73,12 @@ class DeployResult:
     # How long each step took, in order: build, migrate, drain, start, health, smoke.
     steps: dict[str, float] = field(default_factory=dict)
     artefact: Artefact | None = None
+
+
+def _name_source(args: dict, command: str) -> str:
+    # The ledger records the source stack by name, not the Simulator object.
+    args["from_stack"] = args.pop("source").spec.stack
+    return command
 
 
 class StepClock:
@@ -269,10 +276,56 @@ class Simulator:
             )
             return result
 
-    def _deploy_idle(self, idle: str, version: str) -> DeployResult:
+    @changing(lambda args: _name_source(args, "promote"))
+    def promote(self, version: str, source: "Simulator") -> DeployResult:
+        """Deploy to this stack's idle colour the exact image ID that ``version`` went live as on
+        ``source`` (the stack before this one in the promotion order), by ``source``'s ledger."""
+        if not is_valid_version(version):
+            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+        image_id = proven_artefact(commands(source.ledger.entries()), version)
+        if image_id is None:
+            raise Refused(
+                f"version {version} never went live on stack {source.spec.stack} (its ledger has no switch that made it live); "
+                f"promote only what was proven there."
+            )
+        started = time.monotonic()
+        artefact = self._receive(version, image_id, source)
+        idle = other_colour(self.live_colour())
+        result = self._deploy_idle(idle, version, artefact)
+        result.seconds = round(time.monotonic() - started, 2)
+        return result
+
+    def _receive(self, version: str, image_id: str, source: "Simulator") -> Artefact:
+        """Make ``image_id`` present on this stack's engine under the version's tag: already there,
+        or streamed from the source stack's engine and checked to be the same image after."""
+        tag = app_image_ref(self.spec, version)
+        began = time.monotonic()
+        tagged = self.images.image_id(version)
+        if tagged is not None and tagged != image_id:
+            raise Refused(
+                f"version {version} is already {short_id(tagged)} on stack {self.spec.stack}'s engine, not {short_id(image_id)} as it "
+                f"went live on {source.spec.stack}: a version names one artefact; give the change a new version."
+            )
+        try:
+            image = self.client.images.get(image_id)
+        except docker.errors.ImageNotFound:
+            self.say(f"streaming {short_id(image_id)} from stack {source.spec.stack}'s engine")
+            self.client.api.load_image(source.client.api.get_image(image_id))
+            try:
+                image = self.client.images.get(image_id)
+            except docker.errors.ImageNotFound:
+                raise CutoverError(f"streamed {short_id(image_id)} to stack {self.spec.stack}'s engine, but it is not there as that ID afterwards.") from None
+        if image.id != image_id:  # content-addressed: anything else is not the proven artefact
+            raise CutoverError(f"the image on stack {self.spec.stack}'s engine is {short_id(image.id)}, not the proven {short_id(image_id)}.")
+        repository, _, tag_version = tag.rpartition(":")
+        image.tag(repository, tag_version)
+        return Artefact(version, tag, image_id, None, None, reused=True, seconds=round(time.monotonic() - began, 2))
+
+    def _deploy_idle(self, idle: str, version: str, artefact: Artefact | None = None) -> DeployResult:
+        """Put ``version`` on ``idle``; its artefact is built (or reused) unless one is given (a promotion)."""
         steps = StepClock()
-        with steps("build"):
-            artefact = self.images.ensure_app(version)
+        with steps("build" if artefact is None else "receive"):
+            artefact = artefact or self.images.ensure_app(version)
         with steps("migrate"):
             applied = self._expand_schema(version)
         proxy = self.proxy
