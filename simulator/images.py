@@ -154,9 +154,15 @@ class ImageBuilder:
         return Artefact(version, tag, image_id, source, artefact_sha, reused=False, seconds=round(time.monotonic() - started, 2))
 
     def image_id(self, version: str) -> str | None:
-        """The image ID a version's tag names on this engine now, without building anything."""
+        """The image ID a version is bound to on this engine, without building anything; None when
+        it has none yet (or only an image built by an older cutover that recorded no source)."""
         image = self._image(app_image_ref(self.spec, version))
-        return image.id if image is not None else None
+        if image is None:
+            return None
+        labels = image.labels or {}
+        if labels.get(BUILT_FROM_LABEL) == "source" and SOURCE_DIGEST_LABEL not in labels:
+            return None
+        return image.id
 
     def _prepare(self, version: str) -> str | None:
         """The app's prepare step (its single-file artefact), and that file's sha256."""

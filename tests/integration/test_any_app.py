@@ -196,7 +196,8 @@ def expand_only_app(tmp_path: Path) -> Path:
             "DATABASE_HOST": "{host}", "DATABASE_NAME": "{name}", "DATABASE_USER": "{user}", "DATABASE_PASSWORD": "{password}",
             "DATABASE_URL": "postgresql://{user}:{password}@{host}:{port}/{name}",
         }},
-        migrations={"command": ["python3", "/srv/app/apply_sql.py"], "expand_only": True, "sql_dir": "/srv/sql"},
+        # The demo's one-file artefact runs any script with its own dependencies (psycopg2).
+        migrations={"command": ["python3", "/srv/cutover-demo.pyz", "run", "/srv/app/apply_sql.py"], "expand_only": True, "sql_dir": "/srv/sql"},
     )
     app.pop("locustfile")
     (context / "cutover-app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
