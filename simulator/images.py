@@ -41,6 +41,34 @@ DEFAULT_BASE_IMAGE = "cutover/base:bookworm"
 BUILT_FROM_LABEL = "cutover.built-from"
 
 
+def _local_engine() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+        return client
+    except docker.errors.DockerException:
+        return None
+
+
+def _has(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def stream_image(source: docker.DockerClient, target: docker.DockerClient, ref: str) -> str:
+    """Copy an image between engines (save | load, no registry) and return its ID on the target,
+    which must be the source's: image IDs are content digests, so equal IDs are the same image."""
+    expected = source.images.get(ref).id
+    target.api.load_image(source.api.get_image(ref))
+    loaded = target.images.get(expected).id
+    if loaded != expected:
+        raise CutoverError(f"streamed {ref} ({short_id(expected)}) to another engine and found {short_id(loaded)} there instead.")
+    return loaded
+
+
 def short_id(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12]
 
@@ -76,6 +104,8 @@ class ImageBuilder:
         self.say = say
 
     def ensure_base(self) -> None:
+        """The base image on the stack's engine: pulled (a registry image), or bootstrapped from
+        Debian packages on this machine's engine and, for a remote engine, streamed there."""
         base = self.spec.base_image
         if self._exists(base):
             return
@@ -86,10 +116,17 @@ class ImageBuilder:
                 return
             except docker.errors.APIError as exc:
                 raise CutoverError(f"cutover:baseImage {base} is not present and could not be pulled: {exc.explanation}") from None
-        self.say(f"bootstrapping base image {base} from Debian packages (mmdebstrap, about a minute)")
-        result = subprocess.run([str(REPO_ROOT / "images/base/bootstrap.sh"), base], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise CutoverError(f"could not build the base image {base}: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+        local = _local_engine()
+        if local is None or not _has(local, base):
+            self.say(f"bootstrapping base image {base} from Debian packages (mmdebstrap, about a minute)")
+            result = subprocess.run([str(REPO_ROOT / "images/base/bootstrap.sh"), base], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise CutoverError(f"could not build the base image {base}: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+            local = local or _local_engine()
+        if not self._exists(base) and local is not None:
+            # The bootstrap imports into this machine's engine; a remote stack's engine gets a copy.
+            self.say(f"streaming base image {base} to the stack's engine")
+            stream_image(local, self.client, base)
 
     def ensure_proxy(self) -> str:
         return self._build(proxy_build(self.spec))
