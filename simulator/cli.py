@@ -100,7 +100,8 @@ def build(stack: str, version: str, as_json: bool) -> None:
     source = artefact.source.describe() if artefact.source else "prebuilt (not built by cutover)"
     single = f"; single-file artefact {artefact.artefact_sha256}" if artefact.artefact_sha256 else ""
     how = "reused, same source" if artefact.reused else f"built in {artefact.seconds}s"
-    console.print(f"{artefact.tag}: image {artefact.image_id} from {source}{single} ({how})")
+    stored = f"; stored as {artefact.stored}" if artefact.stored else ""
+    console.print(f"{artefact.tag}: image {artefact.image_id} from {source}{single} ({how}){stored}")
 
 
 @main.command()
@@ -114,6 +115,39 @@ def deploy(stack: str, version: str) -> None:
         f"stack {stack}: {result.colour} now runs {result.version} (image {short_id(result.image)}), smoke-tested; "
         f"{result.seconds}s ({steps}); live colour untouched"
     )
+
+
+@main.group()
+def registry() -> None:
+    """The artefact store: a private registry on this machine's loopback (port $CUTOVER_REGISTRY_PORT, default 5000).
+
+    While it runs, every artefact cutover builds here is pushed to it, and a version missing from
+    the engine is pulled back from it (the same image ID) before anything would rebuild it.
+    """
+
+
+@registry.command("start")
+@stack_option
+def registry_start(stack: str) -> None:
+    """Start the store (built on the stack's base image); its password is generated once."""
+    from simulator.registry import ArtefactStore, registry_port
+
+    sim = _simulator(stack)
+    store = ArtefactStore(sim.client, registry_port(), sim.say)
+    store.start(sim.images.ensure_registry)
+    console.print(f"artefact store running at {store.address} (container {store.name}; data on volume {store.name}-data)")
+
+
+@registry.command("stop")
+@stack_option
+@click.option("--data", is_flag=True, help="Also delete the stored artefacts (its volume).")
+def registry_stop(stack: str, data: bool) -> None:
+    """Stop and remove the store (its artefacts stay on its volume unless --data)."""
+    from simulator.registry import ArtefactStore, registry_port
+
+    sim = _simulator(stack)
+    removed = ArtefactStore(sim.client, registry_port(), sim.say).stop(with_data=data)
+    console.print(f"removed {', '.join(removed)}" if removed else "no artefact store was running")
 
 
 @main.command()

@@ -32,7 +32,8 @@ from simulator.artefacts import (
     source_of,
 )
 from simulator.errors import CutoverError
-from stacks.image_builds import STATE_FILES_LABEL, ImageBuild, app_build, database_build, proxy_build, state_build
+from simulator.registry import ArtefactStore
+from stacks.image_builds import STATE_FILES_LABEL, ImageBuild, app_build, database_build, proxy_build, registry_build, state_build
 from stacks.spec import StackSpec
 from stacks.topology import app_image_ref
 
@@ -84,6 +85,7 @@ class Artefact:
     artefact_sha256: str | None  # the prepare step's single file, if the app declares one
     reused: bool
     seconds: float
+    stored: str | None = None  # the artefact store's manifest digest, when it was pushed there
 
     def as_dict(self) -> dict:
         return {
@@ -94,6 +96,7 @@ class Artefact:
             "artefact_sha256": self.artefact_sha256,
             "reused": self.reused,
             "seconds": self.seconds,
+            "stored": self.stored,
         }
 
 
@@ -102,6 +105,7 @@ class ImageBuilder:
         self.client = client
         self.spec = spec
         self.say = say
+        self._store: ArtefactStore | None | bool = False  # False: not looked for yet
 
     def ensure_base(self) -> None:
         """The base image on the stack's engine: pulled (a registry image), or bootstrapped from
@@ -155,7 +159,7 @@ class ImageBuilder:
         started = time.monotonic()
         tag = app_image_ref(self.spec, version)
         build = app_build(self.spec, version)
-        existing = self._image(tag)
+        existing = self._image(tag) or self._from_store(version, tag)
         if build is None or (existing is not None and (existing.labels or {}).get(BUILT_FROM_LABEL) != "source"):
             if existing is None:
                 raise CutoverError(
@@ -188,7 +192,41 @@ class ImageBuilder:
             **({ARTEFACT_LABEL: artefact_sha} if artefact_sha else {}),
         }
         image_id = self._build(build, labels)
-        return Artefact(version, tag, image_id, source, artefact_sha, reused=False, seconds=round(time.monotonic() - started, 2))
+        stored = self._store_artefact(image_id, version)
+        return Artefact(version, tag, image_id, source, artefact_sha, reused=False, seconds=round(time.monotonic() - started, 2), stored=stored)
+
+    def store(self) -> ArtefactStore | None:
+        """The artefact store, when one runs and this stack's engine is the one it serves."""
+        if self._store is False:
+            local = _local_engine()
+            same_engine = local is not None and local.info().get("ID") == self.client.info().get("ID")
+            self._store = ArtefactStore.running(self.client, self.say) if same_engine else None
+        return self._store
+
+    def _store_artefact(self, image_id: str, version: str) -> str | None:
+        store = self.store()
+        if store is None:
+            return None
+        began = time.monotonic()
+        digest = store.push(image_id, self.spec.app.name, version)
+        self.say(f"stored as {store.repository(self.spec.app.name)}@{digest} ({time.monotonic() - began:.1f}s)")
+        return digest
+
+    def _from_store(self, version: str, tag: str):
+        """A version missing from the engine, pulled back from the artefact store (if it has it)."""
+        store = self.store()
+        if store is None:
+            return None
+        image_id = store.pull(self.spec.app.name, version)
+        if image_id is None:
+            return None
+        repository, _, tag_version = tag.rpartition(":")
+        self.client.images.get(image_id).tag(repository, tag_version)
+        self.say(f"{tag} pulled from the artefact store at {store.address} ({short_id(image_id)})")
+        return self._image(tag)
+
+    def ensure_registry(self) -> str:
+        return self._build(registry_build(self.spec))
 
     def image_id(self, version: str) -> str | None:
         """The image ID a version is bound to on this engine, without building anything; None when

@@ -70,3 +70,8 @@ def app_build(spec: StackSpec, version: str) -> ImageBuild | None:
         context_name = str(context)
     args = {"BASE_IMAGE": spec.base_image, **app.build_args(version)}
     return ImageBuild(app_image_ref(spec, version), context_name, app.image.build.dockerfile, tuple(sorted(args.items())))
+
+
+def registry_build(spec: StackSpec) -> ImageBuild:
+    """The artefact store's image (images/registry): Debian's docker-registry on the base image."""
+    return ImageBuild("cutover-registry:1", "images/registry", "Dockerfile", (("BASE_IMAGE", spec.base_image),))
