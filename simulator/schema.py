@@ -16,6 +16,7 @@ A read-only app (no database) has no schema at all: :class:`NoSchema` says so to
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,8 +202,20 @@ class DescribedSchema(Schema):
         self._releases: dict[str, Release] = {}
 
     def release(self, version: str) -> Release:
+        """What ``version``'s artefact says of its migrations. An artefact never changes (a version
+        is bound to one image ID), so its answer is kept per image ID and asked once."""
         if version not in self._releases:
-            self._releases[version] = parse_release(version, self._run(version, self.commands.describe, "describe its migrations"))
+            image_id = self.image_of(version)
+            cache = _describe_cache(image_id, version) if image_id else None
+            if cache is not None and cache.is_file():
+                output = cache.read_text()
+            else:
+                output = self._run(version, self.commands.describe, "describe its migrations")
+            release = parse_release(version, output)  # checked whether it came from the cache or not
+            if cache is not None and not cache.is_file():
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(output.strip().splitlines()[-1] + "\n")
+            self._releases[version] = release
         return self._releases[version]
 
     def current(self, version: str) -> str | None:
@@ -303,6 +316,11 @@ class ExpandOnlySchema(Schema):
 
     def contract(self, version: str) -> list[str]:
         return []
+
+
+def _describe_cache(image_id: str, version: str) -> Path:
+    root = Path(os.environ.get("CUTOVER_STATE_DIR") or Path.home() / ".local/state/cutover")
+    return root / "describe" / f"{image_id.replace(':', '-')}-{version}.json"
 
 
 def schema_for(driver: DockerDriver) -> Schema:
