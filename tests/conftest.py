@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,29 @@ def remove_app_images(app_name: str) -> None:
                 client.images.remove(tag, force=True)
             except docker.errors.APIError:
                 pass  # in use by a container of a stack another test keeps; its binding stands
+
+
+def static_site_copy(directory: Path, app_name: str) -> Path:
+    """The static-site example copied to ``directory`` under an app name of its own (so its
+    artefacts are the test's alone); returns the directory, a stacks dir for ``--stacks-dir``."""
+    import yaml
+
+    shutil.copytree(REPO_ROOT / "examples/static-site", directory)
+    app_file = directory / "cutover-app.yaml"
+    app = yaml.safe_load(app_file.read_text())
+    app["name"] = app_name
+    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    return directory
+
+
+def write_stack_file(directory: Path, stack: str, live_port: int, **config) -> None:
+    """A stack file in ``directory``: the static site's test stack on ``live_port`` (and the next
+    port for the preview), one container per colour unless ``config`` says otherwise."""
+    import yaml
+
+    base = yaml.safe_load((REPO_ROOT / "examples/static-site/Pulumi.static-ci.yaml").read_text())["config"]
+    values = {**base, "cutover:livePort": live_port, "cutover:previewPort": live_port + 1, "cutover:poolSize": 1, **config}
+    (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": values}))
 
 
 @pytest.fixture(scope="session", autouse=False)

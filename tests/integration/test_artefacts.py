@@ -4,14 +4,12 @@ refused when it is not, and the image ID is what every container runs. Real Dock
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import docker
 import pytest
-import yaml
 
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli
+from tests.conftest import remove_app_images, run_cli, static_site_copy, write_stack_file
 
 pytestmark = pytest.mark.docker
 
@@ -22,15 +20,8 @@ APP = "art-site"
 @pytest.fixture
 def site(tmp_path, state_dir) -> Path:
     """The static-site example under a name, stack and ports of its own."""
-    directory = tmp_path / "site"
-    shutil.copytree(REPO_ROOT / "examples/static-site", directory)
-    app_file = directory / "cutover-app.yaml"
-    app = yaml.safe_load(app_file.read_text())
-    app["name"] = APP
-    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
-    config = yaml.safe_load((directory / "Pulumi.static-ci.yaml").read_text())
-    config["config"].update({"cutover:livePort": 19480, "cutover:previewPort": 19481, "cutover:poolSize": 2})
-    (directory / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(config))
+    directory = static_site_copy(tmp_path / "site", APP)
+    write_stack_file(directory, STACK, 19480, **{"cutover:poolSize": 2})
     remove_app_images(APP)
     yield directory
     run_cli("--stacks-dir", str(directory), "down", "--stack", STACK, "--volumes")

@@ -4,14 +4,13 @@ the stack before it (by that stack's ledger). Real Docker, two stacks of the sta
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli
+from tests.conftest import remove_app_images, run_cli, static_site_copy, write_stack_file
 
 pytestmark = pytest.mark.docker
 
@@ -21,16 +20,9 @@ LOWER, UPPER = "promo-dev", "promo-ci"
 
 @pytest.fixture
 def stacks(tmp_path, state_dir) -> Path:
-    directory = tmp_path / "stacks"
-    shutil.copytree(REPO_ROOT / "examples/static-site", directory)
-    app_file = directory / "cutover-app.yaml"
-    app = yaml.safe_load(app_file.read_text())
-    app["name"] = APP
-    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
-    base = yaml.safe_load((directory / "Pulumi.static-ci.yaml").read_text())
-    for stack, port in ((LOWER, 19520), (UPPER, 19530)):
-        config = {"config": {**base["config"], "cutover:livePort": port, "cutover:previewPort": port + 1, "cutover:poolSize": 1}}
-        (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump(config))
+    directory = static_site_copy(tmp_path / "stacks", APP)
+    write_stack_file(directory, LOWER, 19520)
+    write_stack_file(directory, UPPER, 19530)
     (directory / "promotion.yaml").write_text(yaml.safe_dump({"order": [LOWER, UPPER]}))
     remove_app_images(APP)
     yield directory

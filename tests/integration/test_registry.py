@@ -5,15 +5,13 @@ binding to its source holds even then. Real Docker, Debian's docker-registry."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import docker
 import pytest
 import requests
-import yaml
 
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli
+from tests.conftest import remove_app_images, run_cli, static_site_copy
 
 pytestmark = pytest.mark.docker
 
@@ -24,11 +22,7 @@ APP = "reg-site"
 @pytest.fixture
 def site(tmp_path, state_dir, monkeypatch) -> Path:
     monkeypatch.setenv("CUTOVER_REGISTRY_PORT", str(PORT))  # never the store a user runs on 5000
-    directory = tmp_path / "site"
-    shutil.copytree(REPO_ROOT / "examples/static-site", directory)
-    app = yaml.safe_load((directory / "cutover-app.yaml").read_text())
-    app["name"] = APP
-    (directory / "cutover-app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
+    directory = static_site_copy(tmp_path / "site", APP)
     remove_app_images(APP)
     started = cli(directory, "registry", "start")
     assert started.returncode == 0, started.stdout + started.stderr

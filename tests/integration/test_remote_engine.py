@@ -5,7 +5,6 @@ same image ID it went live as on the stack below, streamed between the engines."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import docker
@@ -14,7 +13,7 @@ import requests
 import yaml
 
 from stacks.proxy_config import VERSION_HEADER
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli
+from tests.conftest import remove_app_images, run_cli, static_site_copy, write_stack_file
 from tests.nodes import build_node_image, remove_node, start_node
 
 pytestmark = pytest.mark.docker
@@ -37,19 +36,11 @@ def node(state_dir):
 
 @pytest.fixture
 def stacks(tmp_path, node) -> Path:
-    directory = tmp_path / "stacks"
-    shutil.copytree(REPO_ROOT / "examples/static-site", directory)
-    app = yaml.safe_load((directory / "cutover-app.yaml").read_text())
-    app["name"] = APP
-    (directory / "cutover-app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
-    base = yaml.safe_load((directory / "Pulumi.static-ci.yaml").read_text())["config"]
-    near = {**base, "cutover:livePort": 19630, "cutover:previewPort": 19631, "cutover:poolSize": 1}
+    directory = static_site_copy(tmp_path / "stacks", APP)
+    write_stack_file(directory, NEAR, 19630)
     # On the node, ports are published on its own (private) interface; the node publishes them on
     # this machine's loopback.
-    far = {**base, "docker:host": node, "cutover:bindAddress": "0.0.0.0", "cutover:previewBindAddress": "0.0.0.0",
-           "cutover:livePort": FAR_PORTS[0], "cutover:previewPort": FAR_PORTS[1], "cutover:poolSize": 1}
-    (directory / f"Pulumi.{NEAR}.yaml").write_text(yaml.safe_dump({"config": near}))
-    (directory / f"Pulumi.{FAR}.yaml").write_text(yaml.safe_dump({"config": far}))
+    write_stack_file(directory, FAR, FAR_PORTS[0], **{"docker:host": node, "cutover:bindAddress": "0.0.0.0", "cutover:previewBindAddress": "0.0.0.0"})
     (directory / "promotion.yaml").write_text(yaml.safe_dump({"order": [NEAR, FAR]}))
     remove_app_images(APP)
     yield directory
