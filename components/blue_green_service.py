@@ -16,11 +16,12 @@ from pulumi_command import local
 
 from components.app_pool import AppPool, AppPoolArgs
 from components.database import Database, DatabaseArgs
-from components.images import app_image
+from components.images import app_image, state_image
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
-from components.switch import switch_command_args, version_command_args
-from stacks.docker_objects import stack_network
+from components.switch import ledger_record_args, switch_command_args, version_command_args
+from stacks.docker_objects import ledger_volume, stack_network
+from stacks.image_builds import STATE_IMAGE
 from stacks.spec import COLOURS, StackSpec
 from stacks.topology import stack_containers
 
@@ -130,6 +131,25 @@ class BlueGreenService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values()]
             ),
+        )
+
+        # The switch goes into the stack's audit ledger on its engine, like a `cutover switch`; the
+        # ledger volume outlives `pulumi destroy` (retain_on_delete): an audit trail outlives the stack.
+        ledger = ledger_volume(spec)
+        self.ledger_volume = docker.Volume(
+            ledger.name,
+            name=ledger.name,
+            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in ledger.labels],
+            # A fixed name (delete before replace), and never deleted with the stack.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, retain_on_delete=True),
+        )
+        self.state_image = state_image(spec, parent=self)
+        self.switch_record = local.Command(
+            f"{name}-switch-record",
+            **ledger_record_args(spec, ledger.name, STATE_IMAGE, self.pools[spec.live_colour].image_digest),
+            # Whenever the switch ran again: one record per switch.
+            triggers=[self.switch.id],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch, self.ledger_volume, self.state_image]),
         )
 
         self.database_host = self.database.host if self.database is not None else None

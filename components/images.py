@@ -21,7 +21,7 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_command import local
 
-from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build
+from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build, state_build
 from stacks.spec import StackSpec
 from stacks.topology import app_image_ref
 
@@ -123,3 +123,9 @@ def _image(name: str, build: ImageBuild, parent: pulumi.Resource, depends_on: li
         skip_push=True,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
     )
+
+
+def state_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
+    """The ledger's writer (images/state), the one the CLI's ledger runs: the switch record goes
+    through it."""
+    return _image("state-image", state_build(spec), parent)

@@ -9,7 +9,10 @@ no container restart.
 
 from __future__ import annotations
 
+import json
 import shlex
+
+import pulumi
 
 from stacks.spec import StackSpec
 
@@ -34,4 +37,35 @@ def version_command_args(spec: StackSpec, proxy_container_name: str, colour: str
     return {
         "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-version {colour} "$VERSION"',
         "environment": {"VERSION": version, "DOCKER_HOST": spec.docker_host},
+    }
+
+
+def switch_record(spec: StackSpec, artefact: str | None) -> dict:
+    """The ledger record of a switch `pulumi up` made: an end record with no start (`pulumi up`
+    holds no cutover lock, and says so). Only what the switch itself changes goes in: releasing to
+    the idle colour must not look like a switch (the command re-runs whenever its record changes)."""
+    live = spec.live_colour
+    return {
+        "phase": "end",
+        "command": "switch",
+        "outcome": "ok",
+        "actor": "pulumi up",
+        "args": {"via": "pulumi", "liveColor": live},
+        "to_colour": live,
+        "to_version": spec.version_of(live),
+        "version": spec.version_of(live),
+        "artefact": artefact or None,
+        "reason": "pulumi up holds no cutover lock",
+    }
+
+
+def ledger_record_args(spec: StackSpec, volume: str, state_image: str, artefact: pulumi.Input[str]) -> dict[str, object]:
+    """Append the switch `pulumi up` made to the stack's ledger, through the same writer the CLI
+    uses (``cutover-ledger append`` in a one-shot container of the state image, the ledger volume
+    mounted), so the chain has one history whichever tool moved traffic."""
+    record = pulumi.Output.all(artefact).apply(lambda values: json.dumps(switch_record(spec, values[0]), sort_keys=True, separators=(",", ":")))
+    return {
+        # The record travels in the environment, never in the command text.
+        "create": f'docker run --rm --network none -v {shlex.quote(volume)}:/ledger {shlex.quote(state_image)} cutover-ledger append "$RECORD"',
+        "environment": {"RECORD": record, "DOCKER_HOST": spec.docker_host},
     }

@@ -48,3 +48,9 @@ def stack_volumes(spec: StackSpec) -> list[VolumeSpec]:
         for volume in container_volumes(spec, container):
             seen.setdefault(volume.name, volume)
     return list(seen.values())
+
+
+def ledger_volume(spec: StackSpec) -> VolumeSpec:
+    """The stack's audit ledger on its engine. No container of the stack mounts it (the ledger's
+    own short-lived writers do); ``cutover.role=ledger`` keeps it out of 'down --volumes'."""
+    return VolumeSpec(f"{PROJECT}-{spec.stack}-ledger", (*stack_labels(spec), ("cutover.role", "ledger")))

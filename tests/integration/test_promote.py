@@ -66,3 +66,24 @@ def test_only_what_went_live_below_is_promoted_and_it_is_the_same_image(stacks):
     audit = json.loads(cli(stacks, "audit", "--stack", UPPER, "--json").stdout)
     (row,) = [r for r in audit if r.get("command") == "promote" and r.get("outcome") == "ok"]
     assert row["artefact"] == proven and row["args"]["from_stack"] == LOWER
+
+
+def test_the_pulumi_switch_record_is_accepted_by_the_real_ledger(stacks):
+    """The command the Pulumi program runs after a switch, run for real (outside the engine) against
+    a real ledger: the chain stays intact and audit and metrics read the record as a switch."""
+    import os
+    import subprocess
+
+    from components.switch import ledger_record_args, switch_record
+    from stacks.spec import load_stack
+
+    assert cli(stacks, "up", "--stack", LOWER).returncode == 0
+    spec = load_stack(LOWER, stacks)
+    args = ledger_record_args(spec, f"cutover-{LOWER}-ledger", "cutover-state:1", "sha256:" + "0" * 64)
+    record = json.dumps(switch_record(spec, "sha256:" + "0" * 64), sort_keys=True, separators=(",", ":"))
+    env = {**os.environ, "RECORD": record, "DOCKER_HOST": args["environment"]["DOCKER_HOST"]}
+    ran = subprocess.run(["sh", "-c", args["create"]], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert cli(stacks, "audit", "verify", "--stack", LOWER).returncode == 0
+    rows = json.loads(cli(stacks, "audit", "--stack", LOWER, "--json").stdout)
+    assert [r["actor"] for r in rows if r.get("command") == "switch"] == ["pulumi up"]

@@ -127,6 +127,8 @@ class _Mocks(pulumi.runtime.Mocks):
             environment = args.inputs["environment"]
             if "CUTOVER_VERSION" in environment:
                 state["stdout"] = ""  # a prepare step
+            elif "RECORD" in environment:
+                state["stdout"] = environment["RECORD"]  # the ledger writer prints the line it appended
             elif "LIVE_COLOR" in environment:
                 state["stdout"] = f"live={environment['LIVE_COLOR']}"
             else:

@@ -76,8 +76,8 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
     assert static.of_type(RANDOM_PASSWORD) == [] and static.secret_values == ()
     assert _containers(static, "database") == [] and _containers(static, "migration") == []
     assert static.outputs["migration_containers"] == {}
-    assert [v.name for v in static.of_type(VOLUME)] == ["cutover-static-ci-proxy-state"]
-    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:1", "cutover-static-site:1.0.0"}
+    assert sorted(v.name for v in static.of_type(VOLUME)) == ["cutover-static-ci-ledger", "cutover-static-ci-proxy-state"]
+    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:1", "cutover-state:1", "cutover-static-site:1.0.0"}
     # Nothing is secret, and nobody is told about a database that does not exist.
     for r in static.resources:
         assert not is_secret(r.inputs.get("envs")), r.name
@@ -231,7 +231,8 @@ def test_a_database_without_migrations_has_no_run_and_pools_wait_for_the_databas
 def test_a_prebuilt_app_is_referenced_never_built_and_never_deleted(tmp_path):
     app_file = write_app(tmp_path / "storefront", PREBUILT_APP)
     run = run_program("dev", {"cutover:app": str(app_file), "cutover:blueVersion": "3.0.0", "cutover:greenVersion": "3.1.0"})
-    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:1"}  # read-only: no database image
+    # Read-only: no database image; the ledger's writer, and nothing of the app.
+    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:1", "cutover-state:1"}
     remotes = {r.inputs["name"]: r for r in run.of_type(REMOTE_IMAGE)}
     assert set(remotes) == {"acme/storefront:3.0.0", "acme/storefront:3.1.0"}
     for remote in remotes.values():

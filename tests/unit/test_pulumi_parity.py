@@ -39,7 +39,7 @@ from pulumi_harness import (
     write_app,
 )
 
-from stacks.docker_objects import stack_network, stack_volumes
+from stacks.docker_objects import ledger_volume, stack_network, stack_volumes
 from stacks.spec import COLOURS, load_stack
 from stacks.topology import ContainerSpec, migration_container, secret_value, stack_containers
 
@@ -210,4 +210,4 @@ def test_network_and_volumes_match_the_shared_description(stack_run):
     want = stack_network(spec)
     assert (network.inputs["name"], network.inputs["driver"], labels(network.inputs)) == (want.name, want.driver, dict(want.labels))
     declared_volumes = {v.inputs["name"]: labels(v.inputs) for v in run.of_type(VOLUME)}
-    assert declared_volumes == {v.name: dict(v.labels) for v in stack_volumes(spec)}
+    assert declared_volumes == {v.name: dict(v.labels) for v in [*stack_volumes(spec), ledger_volume(spec)]}

@@ -8,8 +8,10 @@ database, and re-runs no migration". The mock password is stable per stack, as t
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from pulumi_harness import COMMAND, CONTAINER, RANDOM_PASSWORD, flatten, run_program
+from pulumi_harness import COMMAND, CONTAINER, IMAGE, RANDOM_PASSWORD, VOLUME, flatten, run_program
 
 from stacks.spec import load_stack
 
@@ -34,9 +36,28 @@ def test_switching_colour_changes_only_the_switch_environment(stack):
         for path in set(blue[resource]) | set(green[resource])
         if blue[resource].get(path) != green[resource].get(path)
     }
-    assert differences == {((COMMAND, "cutover-switch"), "environment.LIVE_COLOR")}
+    # The switch, and its record in the stack's ledger: nothing else.
+    assert differences == {((COMMAND, "cutover-switch"), "environment.LIVE_COLOR"), ((COMMAND, "cutover-switch-record"), "environment.RECORD")}
     assert blue[(COMMAND, "cutover-switch")]["environment.LIVE_COLOR"] == "blue"
     assert green[(COMMAND, "cutover-switch")]["environment.LIVE_COLOR"] == "green"
+    for run, colour in ((blue, "blue"), (green, "green")):
+        record = json.loads(run[(COMMAND, "cutover-switch-record")]["environment.RECORD"])
+        assert (record["command"], record["outcome"], record["to_colour"]) == ("switch", "ok", colour)
+
+
+def test_the_switch_is_recorded_in_the_stacks_ledger_on_its_engine():
+    run = run_program("dev", {"cutover:liveColor": "green", "cutover:greenVersion": "2.0.0"})
+    record_command = run.named(COMMAND, "cutover-switch-record")
+    switch = run.named(COMMAND, "cutover-switch")
+    (ledger,) = [v for v in run.of_type(VOLUME) if v.name == "cutover-dev-ledger"]
+    (state,) = [i for i in run.of_type(IMAGE) if i.inputs["imageName"] == "cutover-state:1"]
+    assert {switch.urn, ledger.urn, state.urn} <= set(record_command.dependencies)
+    # The CLI's own writer appends it (chained, numbered, on the engine's clock), to the CLI's volume.
+    assert record_command.inputs["create"] == 'docker run --rm --network none -v cutover-dev-ledger:/ledger cutover-state:1 cutover-ledger append "$RECORD"'
+    assert record_command.inputs["environment"]["DOCKER_HOST"] == run.config["docker:host"]
+    record = json.loads(record_command.inputs["environment"]["RECORD"])
+    green_image = next(i for i in run.of_type(IMAGE) if i.inputs["imageName"] == "cutover-demo:2.0.0")
+    assert (record["to_version"], record["artefact"], record["actor"]) == ("2.0.0", green_image.state["repoDigest"], "pulumi up")
 
 
 def test_rollback_is_the_same_flip_in_reverse():

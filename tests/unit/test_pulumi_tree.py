@@ -46,10 +46,12 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     assert len(run.of_type(PROXY)) == 1
     # The switch, one version stamp per colour, and the app's prepare step once per version.
     prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
-    assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(["cutover-switch", "cutover-version-blue", "cutover-version-green", *prepares])
+    # And the switch's record in the stack's ledger.
+    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *prepares]
+    assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(names)
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
-    # The proxy's state volume and the database's data volume.
-    assert sorted(v.name for v in run.of_type(VOLUME)) == [f"cutover-{run.stack}-db-data", f"cutover-{run.stack}-proxy-state"]
+    # The proxy's state volume, the database's data volume and the ledger.
+    assert sorted(v.name for v in run.of_type(VOLUME)) == [f"cutover-{run.stack}-{v}" for v in ("db-data", "ledger", "proxy-state")]
 
     (database,) = run.of_type(DATABASE)
     children = run.children_of(database)
@@ -160,7 +162,7 @@ def test_the_prepare_step_runs_in_the_context_before_its_image_is_built(run):
 def test_images_are_built_locally_never_pushed(run):
     spec = load_stack(run.stack)
     images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
-    expected = {"cutover-proxy:1", "cutover-postgres:15"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
+    expected = {"cutover-proxy:1", "cutover-postgres:15", "cutover-state:1"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
     assert set(images) == expected
     for name, inputs in images.items():
         assert inputs["skipPush"] is True, name
@@ -241,7 +243,7 @@ def test_outputs_a_user_needs(run):
 
 
 def test_one_app_image_per_distinct_version():
-    others = ("proxy-image", "database-image")
+    others = ("proxy-image", "database-image", "state-image")
     shared = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.0.0"})
     assert [r.name for r in shared.of_type(IMAGE) if r.name not in others] == ["app-image-1.0.0"]
     split = run_program("dev", {"cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.1.0"})
