@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,7 +249,11 @@ class ImageBuilder:
         command = [part.replace("{version}", version) for part in build.prepare]
         self.say(f"prepare: {' '.join(command)}")
         try:
-            result = subprocess.run(command, cwd=context, env={**os.environ, "CUTOVER_VERSION": version}, capture_output=True, text=True, timeout=1800)
+            # cutover's own Python first on PATH: a prepare step that runs `python3` gets one with pip,
+            # whatever the machine's python3 lacks.
+            path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+            env = {**os.environ, "CUTOVER_VERSION": version, "PATH": path}
+            result = subprocess.run(command, cwd=context, env=env, capture_output=True, text=True, timeout=1800)
         except OSError as exc:
             raise CutoverError(f"image.build.prepare {command[0]!r} could not run in {context}: {exc.strerror}.") from None
         if result.returncode != 0:
