@@ -1,4 +1,4 @@
-"""``cutover``: run a stack on the local Docker engine and move traffic between blue and green."""
+"""``cutover``: run a stack on the Docker engine it names and move traffic between blue and green."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class _Group(click.Group):
     help="Directory of your Pulumi.<stack>.yaml files (default: this project's stacks/). Also $CUTOVER_STACKS_DIR.",
 )
 def main(stacks_dir: str | None) -> None:
-    """Blue/green stacks on the local Docker engine, and cutovers proven under load.
+    """Blue/green stacks on the Docker engine each stack names, and cutovers proven under load.
 
     Every command takes --stack (default dev). A stack file names the app it deploys
     (cutover:app, an app definition: docs/app.md). Traffic enters on the stack's live port; the
