@@ -75,6 +75,11 @@ class DeployResult:
     artefact: Artefact | None = None
 
 
+def _check_version(version: str) -> None:
+    if not is_valid_version(version):
+        raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+
+
 def _name_source(args: dict, command: str) -> str:
     # The ledger records the source stack by name, not the Simulator object.
     args["from_stack"] = args.pop("source").spec.stack
@@ -169,8 +174,7 @@ class Simulator:
     @changing("build")
     def build(self, version: str) -> Artefact:
         """Build ``version``'s artefact (or reuse it: same source), bound to its source for good."""
-        if not is_valid_version(version):
-            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+        _check_version(version)
         return self.images.ensure_app(version)
 
     # -- changes ------------------------------------------------------------------------------
@@ -258,8 +262,7 @@ class Simulator:
     @changing("deploy")
     def deploy(self, version: str) -> DeployResult:
         """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
-        if not is_valid_version(version):
-            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+        _check_version(version)
         with stack_lock(self.spec.stack):
             started = time.monotonic()
             idle = other_colour(self.live_colour())
@@ -280,8 +283,7 @@ class Simulator:
     def promote(self, version: str, source: "Simulator") -> DeployResult:
         """Deploy to this stack's idle colour the exact image ID that ``version`` went live as on
         ``source`` (the stack before this one in the promotion order), by ``source``'s ledger."""
-        if not is_valid_version(version):
-            raise Refused(f"version {version!r} cannot be an image tag: use letters, digits, '.', '_' and '-' (at most 128).")
+        _check_version(version)
         image_id = proven_artefact(commands(source.ledger.entries()), version)
         if image_id is None:
             raise Refused(
