@@ -332,22 +332,35 @@ class Simulator:
         proxy = self.proxy
         with steps("drain"):
             self._drain(proxy, idle)
-        with steps("start"):
-            actions = plan_deploy(self.spec, self.driver.observe(), idle, version, artefact.image_id)
-            servers = [s.server for s in proxy.servers(idle)]
-            for server in servers:
-                # Out of rotation before its container goes away: no health-check flapping, no new requests.
-                proxy.set_server_state(idle, server, "maint")
-            for action in actions:
-                self.say(action.describe())
-                self.driver.apply(action)
-        with steps("health"):
-            self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
-            # Before the servers take traffic again, so no response of the new version is stamped old.
-            proxy.set_version(idle, version)
-            for server in servers:
-                proxy.set_server_state(idle, server, "ready")
-            self._wait_servers_up(proxy, idle)
+        in_maint: list[str] = []
+        try:
+            with steps("start"):
+                actions = plan_deploy(self.spec, self.driver.observe(), idle, version, artefact.image_id)
+                servers = [s.server for s in proxy.servers(idle)]
+                for server in servers:
+                    # Out of rotation before its container goes away: no health-check flapping, no new requests.
+                    proxy.set_server_state(idle, server, "maint")
+                    in_maint.append(server)
+                for action in actions:
+                    self.say(action.describe())
+                    self.driver.apply(action)
+            with steps("health"):
+                self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
+                # Before the servers take traffic again, so no response of the new version is stamped old.
+                proxy.set_version(idle, version)
+                for server in servers:
+                    proxy.set_server_state(idle, server, "ready")
+                in_maint.clear()
+                self._wait_servers_up(proxy, idle)
+        except BaseException:
+            # Failed or interrupted (Ctrl-C) half-way: no server stays forced into maintenance; the
+            # proxy's health checks, and the next switch's preflight, judge what is there.
+            for server in in_maint:
+                try:
+                    proxy.set_server_state(idle, server, "ready")
+                except CutoverError:
+                    pass
+            raise
         with steps("smoke"):
             instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
         self.say(f"smoke tests passed on {self.spec.preview_url()} ({', '.join(instances)})")

@@ -242,6 +242,28 @@ def test_ctrl_c_half_way_records_interrupted_and_lets_go_of_the_lock(world):
         client.containers.get(LOCK)
 
 
+def test_ctrl_c_while_the_idle_servers_are_out_of_rotation_puts_them_back(world):
+    """Interrupted after the idle colour's servers went into maintenance: none stays there (the
+    next switch would otherwise be refused for a pool that is fine)."""
+    proxy = docker.from_env().containers.get(f"cutover-{STACK}-proxy")
+
+    def idle_states() -> dict[str, str]:
+        rows = proxy.exec_run(["proxy-admin", "show stat"]).output.decode().splitlines()
+        idle = "green" if json.loads(cli(world, "status", "--json").stdout)["live"] == "blue" else "blue"
+        return {r.split(",")[1]: r.split(",")[17] for r in rows if r.startswith(f"{idle},{idle}-")}
+
+    deploy = subprocess.Popen(command(world, "deploy", "2.0.0-maint"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=environment(world))
+    deadline = time.monotonic() + 120
+    while not any(state.startswith("MAINT") for state in idle_states().values()):
+        assert time.monotonic() < deadline and deploy.poll() is None, "the deploy never took the idle servers out of rotation"
+        time.sleep(0.05)
+    deploy.send_signal(signal.SIGINT)
+    deploy.communicate(timeout=60)
+    assert deploy.returncode != 0
+    assert not any(state.startswith("MAINT") for state in idle_states().values()), idle_states()
+
+
 def test_a_lock_held_by_another_machine_refuses_until_its_heartbeat_is_stale(world):
     client = docker.from_env()
     labels = {"cutover.project": "cutover", "cutover.role": "lock", "cutover.lock.stack": STACK, "cutover.lock.command": "deploy",
