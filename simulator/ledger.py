@@ -665,10 +665,3 @@ def _process_alive(pid: int, start: str | None) -> bool:
     if start:
         return _process_start(pid) == start
     return True
-
-
-@contextmanager
-def stack_lock(stack: str) -> Iterator[None]:
-    """Kept so older call sites read the same; the lock itself is taken on the stack's engine by
-    :func:`changing` (``Ledger.acquire``) before the method body runs, so this adds nothing."""
-    yield

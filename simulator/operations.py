@@ -17,7 +17,7 @@ from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.images import Artefact, ImageBuilder, short_id, stream_image
 from simulator.promotion import proven_artefact
-from simulator.ledger import Ledger, changing, commands, stack_lock
+from simulator.ledger import Ledger, changing, commands
 from simulator.planner import Action, current_versions, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
@@ -187,22 +187,21 @@ class Simulator:
         that does not build, a migration that fails, an app that never passes its health check),
         what this run created is removed again.
         """
-        with stack_lock(self.spec.stack):
-            observed = self.driver.observe()
-            actions = plan_up(self.spec, observed, self._bound_images(observed))
-            if not actions:
-                self._sync_versions()
-                return []
-            fresh = not observed.containers and not observed.network_exists
-            try:
-                self._converge(actions)
-            except (CutoverError, docker.errors.APIError) as exc:
-                if fresh:
-                    self._remove_half_made_stack(observed)
-                self.ledger.record("up", "failed", actions=[a.describe() for a in actions], error=str(exc), removed_again=fresh)
-                raise
-            self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
-            return actions
+        observed = self.driver.observe()
+        actions = plan_up(self.spec, observed, self._bound_images(observed))
+        if not actions:
+            self._sync_versions()
+            return []
+        fresh = not observed.containers and not observed.network_exists
+        try:
+            self._converge(actions)
+        except (CutoverError, docker.errors.APIError) as exc:
+            if fresh:
+                self._remove_half_made_stack(observed)
+            self.ledger.record("up", "failed", actions=[a.describe() for a in actions], error=str(exc), removed_again=fresh)
+            raise
+        self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
+        return actions
 
     def _remove_half_made_stack(self, before) -> None:
         for container in self.driver.stack_containers():
@@ -263,21 +262,20 @@ class Simulator:
     def deploy(self, version: str) -> DeployResult:
         """Put ``version`` on the idle colour, health-gated and smoke-tested; the live colour is untouched."""
         _check_version(version)
-        with stack_lock(self.spec.stack):
-            started = time.monotonic()
-            idle = other_colour(self.live_colour())
-            try:
-                result = self._deploy_idle(idle, version)
-            except CutoverError as exc:
-                self.ledger.record("deploy", "failed", colour=idle, version=version, error=str(exc))
-                raise
-            result.seconds = round(time.monotonic() - started, 2)
-            source = result.artefact.source if result.artefact else None
-            self.ledger.record(
-                "deploy", "ok", colour=idle, version=version, image_id=result.image, seconds=result.seconds, steps=result.steps,
-                source_commit=source.commit if source else None, commit_time=source.commit_time if source else None,
-            )
-            return result
+        started = time.monotonic()
+        idle = other_colour(self.live_colour())
+        try:
+            result = self._deploy_idle(idle, version)
+        except CutoverError as exc:
+            self.ledger.record("deploy", "failed", colour=idle, version=version, error=str(exc))
+            raise
+        result.seconds = round(time.monotonic() - started, 2)
+        source = result.artefact.source if result.artefact else None
+        self.ledger.record(
+            "deploy", "ok", colour=idle, version=version, image_id=result.image, seconds=result.seconds, steps=result.steps,
+            source_commit=source.commit if source else None, commit_time=source.commit_time if source else None,
+        )
+        return result
 
     @changing(lambda args: _name_source(args, "promote"))
     def promote(self, version: str, source: "Simulator") -> DeployResult:
@@ -396,33 +394,32 @@ class Simulator:
     @changing(lambda args: args.pop("action"))
     def switch(self, action: str = "switch") -> SwitchResult:
         """Preflight the idle colour, flip the live colour atomically, then let the old one drain."""
-        with stack_lock(self.spec.stack):
-            proxy = self.proxy
-            current = proxy.colours()["live"]
-            target = other_colour(current)
-            status = self.status()
-            try:
-                self._preflight(proxy, target, status)
-            except PreflightRefused as exc:
-                self.ledger.record(action, "refused", live=current, target=target, reason=str(exc))
-                raise
-            began = time.monotonic()
-            proxy.switch_to(target)
-            flipped_at = time.time()
-            flip_seconds = time.monotonic() - began
-            drained, drain_seconds = self._drain(proxy, current, strict=False)
-            result = SwitchResult(
-                from_colour=current,
-                to_colour=target,
-                from_version=status.pools[current].version,
-                to_version=status.pools[target].version,
-                flipped_at=flipped_at,
-                flip_seconds=round(flip_seconds, 4),
-                drain_seconds=round(drain_seconds, 3),
-                drained=drained,
-            )
-            self.ledger.record(action, "ok", **asdict(result))
-            return result
+        proxy = self.proxy
+        current = proxy.colours()["live"]
+        target = other_colour(current)
+        status = self.status()
+        try:
+            self._preflight(proxy, target, status)
+        except PreflightRefused as exc:
+            self.ledger.record(action, "refused", live=current, target=target, reason=str(exc))
+            raise
+        began = time.monotonic()
+        proxy.switch_to(target)
+        flipped_at = time.time()
+        flip_seconds = time.monotonic() - began
+        drained, drain_seconds = self._drain(proxy, current, strict=False)
+        result = SwitchResult(
+            from_colour=current,
+            to_colour=target,
+            from_version=status.pools[current].version,
+            to_version=status.pools[target].version,
+            flipped_at=flipped_at,
+            flip_seconds=round(flip_seconds, 4),
+            drain_seconds=round(drain_seconds, 3),
+            drained=drained,
+        )
+        self.ledger.record(action, "ok", **asdict(result))
+        return result
 
     def rollback(self) -> SwitchResult:
         """The same flip in reverse: the previous colour is still running, so it is instant."""
@@ -434,32 +431,31 @@ class Simulator:
 
         After this, a switch or deploy to a version that needs the old schema is refused.
         """
-        with stack_lock(self.spec.stack):
-            if not isinstance(self.schema, DescribedSchema):
-                kind = "expand-only migrations" if isinstance(self.schema, ExpandOnlySchema) else "no database (a read-only deployment)"
-                raise Refused(f"nothing to finalize: the app of stack {self.spec.stack} has {kind}, so there is no contract step.")
-            status = self.status()
-            live_version = status.pools[status.live].version
-            idle = other_colour(status.live)
-            pending = self.schema.finalize_plan(live_version)
-            if not pending:
-                raise Refused(f"nothing to finalize: the schema already is where {live_version} wants it.")
-            retired = []
-            idle_version = status.pools[idle].version
-            if status.pools[idle].total and (idle_version is None or not self.schema.runs_after_finalize(idle_version, live_version)):
-                self._drain(self.proxy, idle)
-                for member in self.driver.observe().pool(idle):
-                    self.driver.remove(member.name)
-                    retired.append(member.name)
-                self.say(f"retired {idle} ({idle_version}): it cannot run on the contracted schema")
-            try:
-                applied = self.schema.contract(live_version)
-            except CutoverError as exc:
-                self.ledger.record("finalize", "failed", version=live_version, retired=retired, error=str(exc))
-                raise
-            result = FinalizeResult(live_version, applied, retired)
-            self.ledger.record("finalize", "ok", **asdict(result))
-            return result
+        if not isinstance(self.schema, DescribedSchema):
+            kind = "expand-only migrations" if isinstance(self.schema, ExpandOnlySchema) else "no database (a read-only deployment)"
+            raise Refused(f"nothing to finalize: the app of stack {self.spec.stack} has {kind}, so there is no contract step.")
+        status = self.status()
+        live_version = status.pools[status.live].version
+        idle = other_colour(status.live)
+        pending = self.schema.finalize_plan(live_version)
+        if not pending:
+            raise Refused(f"nothing to finalize: the schema already is where {live_version} wants it.")
+        retired = []
+        idle_version = status.pools[idle].version
+        if status.pools[idle].total and (idle_version is None or not self.schema.runs_after_finalize(idle_version, live_version)):
+            self._drain(self.proxy, idle)
+            for member in self.driver.observe().pool(idle):
+                self.driver.remove(member.name)
+                retired.append(member.name)
+            self.say(f"retired {idle} ({idle_version}): it cannot run on the contracted schema")
+        try:
+            applied = self.schema.contract(live_version)
+        except CutoverError as exc:
+            self.ledger.record("finalize", "failed", version=live_version, retired=retired, error=str(exc))
+            raise
+        result = FinalizeResult(live_version, applied, retired)
+        self.ledger.record("finalize", "ok", **asdict(result))
+        return result
 
     @changing("down")
     def down(self, with_volumes: bool = False, with_ledger: bool = False) -> list[str]:
@@ -469,17 +465,16 @@ class Simulator:
             raise Refused("--ledger removes the stack's audit ledger and goes only with --volumes (cutover down --volumes --ledger).")
         if with_ledger:
             self.ledger.after_release(lambda: self.say(f"removed the ledger volume {self.ledger.volume}") if self.ledger.remove() else None)
-        with stack_lock(self.spec.stack):
-            removed = []
-            for container in self.driver.stack_containers():
-                self.driver.remove(container.name)
-                removed.append(f"container {container.name}")
-            removed += self.driver.remove_network_and_volumes(with_volumes)
-            if with_volumes:
-                # The database volume is gone, so is the password it was created with.
-                self.secrets.forget_all()
-            self.ledger.record("down", "ok", removed=removed)
-            return removed
+        removed = []
+        for container in self.driver.stack_containers():
+            self.driver.remove(container.name)
+            removed.append(f"container {container.name}")
+        removed += self.driver.remove_network_and_volumes(with_volumes)
+        if with_volumes:
+            # The database volume is gone, so is the password it was created with.
+            self.secrets.forget_all()
+        self.ledger.record("down", "ok", removed=removed)
+        return removed
 
     # -- the gates ----------------------------------------------------------------------------
 
