@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from dataclasses import dataclass
 
 from simulator.errors import CutoverError
@@ -27,6 +28,10 @@ class ServerState:
     @property
     def up(self) -> bool:
         return self.status == "UP"
+
+
+STATS_READS = 5
+EXPECTED_ROWS = {(c, "BACKEND") for c in COLOURS} | {("live", "FRONTEND"), ("preview", "FRONTEND")}
 
 
 class ProxyAPI:
@@ -59,10 +64,23 @@ class ProxyAPI:
             raise CutoverError(result.output.decode(errors="replace").strip() or f"proxy-switch {colour} failed")
 
     def stats(self) -> list[dict[str, str]]:
-        text = self.command("show stat")
-        header, _, body = text.partition("\n")
-        reader = csv.DictReader(io.StringIO(header.lstrip("# ") + "\n" + body))
-        return [row for row in reader if row.get("pxname")]
+        """HAProxy's stats, one row per frontend, backend and server.
+
+        Our config always has both colours' backends and both frontends; a reply without all of
+        them is a cut-short read of the socket (seen once under load), so it is read again, a few
+        times at most, before it counts.
+        """
+        rows: list[dict[str, str]] = []
+        for attempt in range(STATS_READS):
+            text = self.command("show stat")
+            header, _, body = text.partition("\n")
+            reader = csv.DictReader(io.StringIO(header.lstrip("# ") + "\n" + body))
+            rows = [row for row in reader if row.get("pxname")]
+            present = {(row["pxname"], row["svname"]) for row in rows}
+            if EXPECTED_ROWS <= present:
+                return rows
+            time.sleep(0.1 * (attempt + 1))
+        return rows
 
     def servers(self, backend: str) -> list[ServerState]:
         return [
