@@ -71,6 +71,12 @@ def stream_image(source: docker.DockerClient, target: docker.DockerClient, ref: 
     return loaded
 
 
+def tag_image(image, tag: str) -> None:
+    """Give ``image`` the tag ``repository:version`` (the repository may hold a registry's port)."""
+    repository, _, version = tag.rpartition(":")
+    image.tag(repository, version)
+
+
 def short_id(image_id: str) -> str:
     return image_id.split(":", 1)[-1][:12]
 
@@ -221,8 +227,7 @@ class ImageBuilder:
         image_id = store.pull(self.spec.app.name, version)
         if image_id is None:
             return None
-        repository, _, tag_version = tag.rpartition(":")
-        self.client.images.get(image_id).tag(repository, tag_version)
+        tag_image(self.client.images.get(image_id), tag)
         self.say(f"{tag} pulled from the artefact store at {store.address} ({short_id(image_id)})")
         return self._image(tag)
 
@@ -273,11 +278,7 @@ class ImageBuilder:
             return None
 
     def _exists(self, ref: str) -> bool:
-        try:
-            self.client.images.get(ref)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
+        return _has(self.client, ref)
 
     def _build(self, build: ImageBuild, labels: dict[str, str] | None = None) -> str:
         """Build ``build`` and return the new image's ID."""

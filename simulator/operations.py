@@ -15,7 +15,7 @@ import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused, Refused
-from simulator.images import Artefact, ImageBuilder, short_id, stream_image
+from simulator.images import Artefact, ImageBuilder, short_id, stream_image, tag_image
 from simulator.promotion import proven_artefact
 from simulator.ledger import Ledger, changing, commands
 from simulator.planner import Action, current_versions, plan_deploy, plan_up
@@ -159,10 +159,6 @@ class Simulator:
                 image_id=observed.pool_image(colour),
             )
         return StackStatus(self.spec.stack, live, pools)
-
-    def plan_up(self) -> list[Action]:
-        observed = self.driver.observe()
-        return plan_up(self.spec, observed, self._bound_images(observed))
 
     def _bound_images(self, observed) -> dict[str, str]:
         """The image ID each version the stack runs is bound to; a version never built is built now."""
@@ -316,8 +312,7 @@ class Simulator:
             except docker.errors.ImageNotFound:
                 raise CutoverError(f"streamed {short_id(image_id)} to stack {self.spec.stack}'s engine, but it is not there as that ID afterwards.") from None
             image = self.client.images.get(image_id)
-        repository, _, tag_version = tag.rpartition(":")
-        image.tag(repository, tag_version)
+        tag_image(image, tag)
         return Artefact(version, tag, image_id, None, None, reused=True, seconds=round(time.monotonic() - began, 2))
 
     def _deploy_idle(self, idle: str, version: str, artefact: Artefact | None = None) -> DeployResult:
