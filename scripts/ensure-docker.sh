@@ -5,6 +5,9 @@ set -euo pipefail
 
 if docker info >/dev/null 2>&1; then
   echo "docker engine: already running"
+  if [ "$(docker info -f '{{.LiveRestoreEnabled}}' 2>/dev/null)" != true ]; then
+    echo "docker engine: note: live-restore is off, so an engine restart stops every container; set \"live-restore\": true in /etc/docker/daemon.json and reload dockerd (SIGHUP) when convenient" >&2
+  fi
   exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
@@ -23,6 +26,29 @@ pid=$(cat "$pidfile" 2>/dev/null || true)
 if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
   rm -f "$pidfile"
 fi
+# live-restore: containers keep running (and serving) while dockerd itself restarts or is
+# upgraded; without it, an engine that dies takes every stack down with it. Set in daemon.json
+# (merged into what is there), not as a flag, so a dockerd started later by anything else keeps it.
+# An engine already running is never restarted here; see README "Engine restarts".
+config=/etc/docker/daemon.json
+mkdir -p "$(dirname "$config")"
+python3 - "$config" <<'PY'
+import json, sys
+path = sys.argv[1]
+try:
+    with open(path) as f:
+        settings = json.load(f)
+except FileNotFoundError:
+    settings = {}
+except ValueError as exc:
+    sys.exit(f"{path} is not valid JSON ({exc}); fix it, then run this again.")
+if settings.get("live-restore") is not True:
+    settings["live-restore"] = True
+    with open(path, "w") as f:
+        json.dump(settings, f, indent=2)
+        f.write("\n")
+    print(f"docker engine: live-restore enabled in {path}")
+PY
 log=/var/log/cutover-dockerd.log
 echo "docker engine: starting dockerd (log: $log)"
 nohup dockerd >"$log" 2>&1 &

@@ -22,11 +22,45 @@ VERSION_MAP = f"{COLOUR_MAP_DIR}/versions.map"
 COLOUR_HEADER = "X-Cutover-Colour"
 VERSION_HEADER = "X-Cutover-Version"
 SERVER_HEADER = "X-Cutover-Server"
+# Set only on a response the live frontend took from the other colour because the live one had no
+# usable server; its value is the live colour that failed.
+FALLBACK_HEADER = "X-Cutover-Fallback"
 LIVE_CONTAINER_PORT = 8080
 PREVIEW_CONTAINER_PORT = 8081
 # HAProxy keeps idle server connections for reuse this long; the app's keep-alive (75 s in the
 # app image) must outlast it, or a reused connection can be closed under a request.
 POOL_PURGE_DELAY_MS = 5000
+RESOLVE_EVERY_MS = 500
+# How long a server keeps its last address while Docker's DNS does not answer (an engine restart).
+DNS_OUTAGE_HOLD = "300s"
+# A name that no longer exists (NXDOMAIN) is followed within this, plus one resolution.
+NXDOMAIN_HOLD = "2s"
+
+
+LIVE_BACKEND = f"%[str(live),map({COLOUR_MAP},blue)]"
+
+
+def _live_fallback_rules() -> list[str]:
+    """When the live colour has no usable server (crashed, killed, every check failing) and the
+    other colour has one, live traffic goes to the other colour rather than getting 503s. HAProxy
+    decides per request from its own server states (nbsrv): no controller, and it ends by itself
+    as soon as a live server is UP again. The live colour itself is unchanged (the map)."""
+    lines = [
+        # The live colour, as the runtime map says right now.
+        f"    acl live_is_blue str(live),map({COLOUR_MAP},blue) -m str blue",
+        f"    acl live_is_green str(live),map({COLOUR_MAP},blue) -m str green",
+        "    acl blue_usable nbsrv(blue) gt 0",
+        "    acl green_usable nbsrv(green) gt 0",
+    ]
+    for live, other in (("blue", "green"), ("green", "blue")):
+        lines.append(f"    http-request set-var(txn.fallback_from) str({live}) if live_is_{live} !{live}_usable {other}_usable")
+    lines += [
+        # Decided once, on the request; the response says so.
+        f"    http-response set-header {FALLBACK_HEADER} %[var(txn.fallback_from)] if {{ var(txn.fallback_from) -m found }}",
+        "    use_backend green if { var(txn.fallback_from) -m str blue }",
+        "    use_backend blue if { var(txn.fallback_from) -m str green }",
+    ]
+    return lines
 
 
 def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int) -> str:
@@ -40,18 +74,23 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         "    hard-stop-after 60s",
         "",
         # Docker's embedded DNS: a redeployed container comes back with a new address, and the
-        # proxy must follow it without a reload.
+        # proxy must follow it without a reload. That DNS is served by dockerd, so it stops
+        # answering while the engine restarts (containers kept running by live-restore).
         "resolvers docker",
         "    nameserver dns 127.0.0.11:53",
         "    resolve_retries 3",
-        "    timeout resolve 500ms",
+        # How often each server's name is resolved again: a new address is followed this fast.
+        f"    timeout resolve {RESOLVE_EVERY_MS}ms",
         "    timeout retry 500ms",
-        "    hold valid 1s",
-        "    hold other 1s",
-        "    hold refused 1s",
-        "    hold nx 1s",
-        "    hold timeout 1s",
-        "    hold obsolete 1s",
+        # A hold is how far back a valid answer still outweighs a failed one. No answer, a refusal
+        # or a broken answer says nothing about the container: keep its last address (health checks
+        # still judge it). NXDOMAIN is a real answer (the container is gone): follow it quickly.
+        # (In HAProxy 2.6 'hold valid' only concerns do-resolve actions and 'hold obsolete' SRV
+        # records, so neither is set.)
+        f"    hold timeout {DNS_OUTAGE_HOLD}",
+        f"    hold refused {DNS_OUTAGE_HOLD}",
+        f"    hold other {DNS_OUTAGE_HOLD}",
+        f"    hold nx {NXDOMAIN_HOLD}",
         "    accepted_payload_size 8192",
         "",
         "defaults",
@@ -74,9 +113,10 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         "frontend live",
         f"    bind :{LIVE_CONTAINER_PORT}",
         "    http-request disable-l7-retry if METH_POST",
+        *_live_fallback_rules(),
         # The map's fallback is a constant, not spec.live_colour: the colour must stay out of the
         # proxy's inputs, or `pulumi config set liveColor` would replace the proxy container.
-        f"    use_backend %[str(live),map({COLOUR_MAP},blue)]",
+        f"    use_backend {LIVE_BACKEND}",
         "",
         "frontend preview",
         f"    bind :{PREVIEW_CONTAINER_PORT}",

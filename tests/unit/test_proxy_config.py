@@ -10,6 +10,7 @@ import pytest
 
 from stacks.proxy_config import (
     COLOUR_HEADER,
+    FALLBACK_HEADER,
     SERVER_HEADER,
     VERSION_HEADER,
     VERSION_MAP,
@@ -50,6 +51,14 @@ def sections(config: str) -> dict[str, list[list[str]]]:
 
 def directives(section: list[list[str]], keyword: str) -> list[list[str]]:
     return [tokens for tokens in section if tokens[0] == keyword]
+
+
+def unconditional_use_backend(section: list[list[str]]) -> list[str]:
+    """The frontend's last word: the one use_backend without a condition, which must come last."""
+    rules = directives(section, "use_backend")
+    unconditional = [r for r in rules if "if" not in r and "unless" not in r]
+    assert len(unconditional) == 1 and rules[-1] is unconditional[0], rules
+    return unconditional[0]
 
 
 def rendered(spec) -> dict[str, list[list[str]]]:
@@ -137,7 +146,7 @@ def test_admin_socket_is_not_published(spec):
 def test_frontends_route_by_the_colour_map(spec):
     config = rendered(spec)
     for frontend, key in (("frontend live", "live"), ("frontend preview", "preview")):
-        (rule,) = directives(config[frontend], "use_backend")
+        rule = unconditional_use_backend(config[frontend])
         match = re.fullmatch(rf"%\[str\({key}\),map\({re.escape(COLOUR_MAP)},(\w+)\)\]", rule[1])
         assert match, rule
         assert match.group(1) in COLOURS
@@ -150,7 +159,7 @@ def test_map_fallbacks_match_the_map_the_proxy_image_seeds():
     config = rendered(load_stack("ci"))
     fallbacks = {}
     for frontend, key in (("frontend live", "live"), ("frontend preview", "preview")):
-        (rule,) = directives(config[frontend], "use_backend")
+        rule = unconditional_use_backend(config[frontend])
         fallbacks[key] = re.search(r",(\w+)\)\]$", rule[1]).group(1)
     assert fallbacks == seeded
     assert fallbacks["live"] != fallbacks["preview"]
@@ -215,3 +224,53 @@ def test_the_app_port_and_health_path_come_from_the_app_definition():
         backend = config[f"backend {colour}"]
         assert all(server[2].endswith(":9090") for server in directives(backend, "server"))
         assert ["option", "httpchk", "GET", "/healthz"] in backend
+
+
+# -- the live pool lost: the other colour serves --------------------------------------------------
+
+
+def test_live_traffic_falls_back_to_the_other_colour_only_when_the_live_one_has_no_usable_server(spec):
+    frontend = rendered(spec)["frontend live"]
+    acls = {tokens[1]: tokens[2:] for tokens in directives(frontend, "acl")}
+    for colour in COLOURS:
+        # Which colour is live comes from the same runtime map the final use_backend reads.
+        assert acls[f"live_is_{colour}"] == [f"str(live),map({COLOUR_MAP},blue)", "-m", "str", colour]
+        assert acls[f"{colour}_usable"] == [f"nbsrv({colour})", "gt", "0"]
+    decisions = [t for t in directives(frontend, "http-request") if t[1].startswith("set-var(txn.fallback_from)")]
+    assert sorted(decisions) == sorted(
+        ["http-request", "set-var(txn.fallback_from)", f"str({live})", "if", f"live_is_{live}", f"!{live}_usable", f"{other}_usable"]
+        for live, other in (("blue", "green"), ("green", "blue"))
+    )
+    conditional = [r for r in directives(frontend, "use_backend") if "if" in r]
+    assert sorted(conditional) == sorted(
+        ["use_backend", other, "if", "{", "var(txn.fallback_from)", "-m", "str", live, "}"] for live, other in (("blue", "green"), ("green", "blue"))
+    )
+    # A response served by the fallback says so, naming the live colour that had no server.
+    assert ["http-response", "set-header", FALLBACK_HEADER, "%[var(txn.fallback_from)]", "if", "{", "var(txn.fallback_from)", "-m", "found", "}"] in frontend
+
+
+def test_the_preview_never_falls_back(spec):
+    """The preview shows the idle colour as it is: a broken idle pool must look broken."""
+    preview = rendered(spec)["frontend preview"]
+    assert len(directives(preview, "use_backend")) == 1
+    assert not directives(preview, "acl")
+
+
+# -- Docker's DNS not answering is not a removed container -----------------------------------------
+
+
+def seconds(value: str) -> float:
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", value).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, None: 0.001}[unit]
+
+
+def test_servers_keep_their_address_while_docker_dns_does_not_answer(spec):
+    resolvers = rendered(spec)["resolvers docker"]
+    holds = {tokens[1]: seconds(tokens[2]) for tokens in directives(resolvers, "hold")}
+    # An engine restart (dockerd serves 127.0.0.11) took ~8 s here; keep addresses far longer.
+    for status in ("timeout", "refused", "other"):
+        assert holds[status] >= 60, f"hold {status} {holds[status]}s would drop servers while the engine restarts"
+    # A name that is really gone, and a new address, are followed quickly.
+    assert holds["nx"] <= 5
+    timeouts = {tokens[1]: seconds(tokens[2]) for tokens in directives(resolvers, "timeout")}
+    assert timeouts["resolve"] <= 1
