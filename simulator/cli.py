@@ -207,18 +207,35 @@ def finalize(stack: str) -> None:
 @stack_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(stack: str, as_json: bool) -> None:
-    """Which colour is live, and each pool's version and health."""
-    state = _simulator(stack).status()
+    """Which colour is live, who really serves live traffic, each pool's version and health.
+
+    Exits 2 when no server of the live colour is UP in HAProxy (live traffic is served by the
+    other colour, the fallback, or by nothing): monitoring can alert on it. A degraded stack
+    (live pool below its size, stopped containers) is named on a warning line, exit 0.
+    """
+    from simulator.health import LIVE_DOWN_EXIT
+
+    state = _simulator(stack).status(assess_health=True)
+    health = state.health
     if as_json:
         click.echo(json.dumps(state.as_dict()))
-        return
-    table = Table(title=f"stack {stack}")
-    for column in ("colour", "role", "version", "image", "healthy"):
-        table.add_column(column)
-    for colour, pool in state.pools.items():
-        role = "live" if colour == state.live else "idle"
-        table.add_row(colour, role, pool.version or "-", short_id(pool.image_id) if pool.image_id else "-", f"{pool.healthy}/{pool.total}")
-    console.print(table)
+    else:
+        table = Table(title=f"stack {stack}")
+        for column in ("colour", "role", "version", "image", "healthy", "in proxy"):
+            table.add_column(column)
+        for colour, pool in state.pools.items():
+            role = "live" if colour == state.live else "idle"
+            if colour == health.serving and colour != state.live:
+                role = "idle [bold yellow](serving live: fallback)[/bold yellow]"
+            elif colour == state.live and health.live_down:
+                role = "live [bold red](no server UP)[/bold red]"
+            table.add_row(colour, role, pool.version or "-", short_id(pool.image_id) if pool.image_id else "-", f"{pool.healthy}/{pool.total}",
+                          f"{pool.up} UP" if pool.up is not None else "-")
+        console.print(table)
+        for problem in health.problems:
+            err_console.print(f"[bold {'red' if health.live_down else 'yellow'}]warning:[/] stack {stack} is degraded: {problem}")
+    if health.live_down:
+        sys.exit(LIVE_DOWN_EXIT)
 
 
 @main.command()

@@ -15,6 +15,7 @@ import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.errors import CutoverError, PreflightRefused, Refused
+from simulator.health import Health, PoolView, assess, observation, same_observation
 from simulator.images import Artefact, ImageBuilder, short_id, stream_image, tag_image
 from simulator.promotion import proven_artefact
 from simulator.ledger import Ledger, changing, commands
@@ -37,6 +38,7 @@ class PoolStatus:
     healthy: int
     total: int
     image_id: str | None = None  # the artefact every member runs (None when they differ or none runs)
+    up: int | None = None  # servers HAProxy reports UP (only when the status was assessed)
 
 
 @dataclass
@@ -44,9 +46,11 @@ class StackStatus:
     stack: str
     live: str | None
     pools: dict[str, PoolStatus]
+    health: Health | None = None  # who really serves and what is wrong (status(assess=True) only)
 
     def as_dict(self) -> dict:
-        return {"stack": self.stack, "live": self.live, "pools": {c: asdict(p) for c, p in self.pools.items()}}
+        found = {"stack": self.stack, "live": self.live, "pools": {c: asdict(p) for c, p in self.pools.items()}}
+        return {**found, **(self.health.as_dict() if self.health else {})}
 
 
 @dataclass
@@ -145,7 +149,9 @@ class Simulator:
     def live_colour(self) -> str:
         return self.proxy.colours()["live"]
 
-    def status(self) -> StackStatus:
+    def status(self, assess_health: bool = False) -> StackStatus:
+        """The colours and pools; with ``assess_health``, also who HAProxy really sends live traffic
+        to and what is degraded (and a ledger record when live traffic lost its live colour)."""
         observed = self.driver.observe()
         proxy_up = proxy_container_name(self.spec) in observed.containers and observed.containers[proxy_container_name(self.spec)].running
         live = self.live_colour() if proxy_up else None
@@ -158,7 +164,34 @@ class Simulator:
                 total=len(members),
                 image_id=observed.pool_image(colour),
             )
-        return StackStatus(self.spec.stack, live, pools)
+        state = StackStatus(self.spec.stack, live, pools)
+        if assess_health:
+            state.health = self._assess(state, observed, proxy_up)
+            if state.health.live_down and proxy_up:
+                self._record_observation(state)
+        return state
+
+    def _assess(self, state: StackStatus, observed, proxy_up: bool) -> Health:
+        up = {colour: sum(s.up for s in self.proxy.servers(colour)) if proxy_up else 0 for colour in COLOURS}
+        for colour, pool in state.pools.items():
+            pool.up = up[colour]
+        views = {c: PoolView(p.healthy, p.total, up[c], p.version) for c, p in state.pools.items()}
+        stopped = sorted(c.name for c in observed.containers.values() if c.role in ("app", "proxy", "database") and not c.running)
+        return assess(self.spec.stack, state.live, self.spec.pool_size, views, stopped, proxy_up)
+
+    def _record_observation(self, state: StackStatus) -> None:
+        """'The ledger says so': one 'observe' record when status finds live traffic without its
+        live colour, unless the ledger's last record already says the same. It is appended like a
+        lock refusal, with no start and without the lock (the engine's flock orders appends), so
+        monitoring never waits on, or blocks, a changing command."""
+        fields = observation(state.health, state.live)
+        try:
+            records = self.ledger.entries()
+            if same_observation(records[-1] if records else None, fields):
+                return
+            self.ledger.record("observe", "degraded", **fields, colours_after=self.ledger_snapshot())
+        except CutoverError as exc:
+            self.say(f"could not record the observation in the ledger: {exc}")
 
     def _bound_images(self, observed) -> dict[str, str]:
         """The image ID each version the stack runs is bound to; a version never built is built now."""
@@ -557,4 +590,14 @@ class Simulator:
                 "containers": len(members),
             }
         proxy = [c for c in containers if c.name == proxy_container_name(self.spec) and c.status == "running"]
-        return {"live": self.live_colour() if proxy else None, **pools}
+        return {"live": self.live_colour() if proxy else None, "serving": self._serving() if proxy else None, **pools}
+
+    def _serving(self) -> str | None:
+        """The colour HAProxy really sends live traffic to: the live one, or the fallback when the
+        live one has no server UP (the proxy's rule, stacks/proxy_config.py), or None."""
+        try:
+            live = self.live_colour()
+            up = {colour: any(s.up for s in self.proxy.servers(colour)) for colour in COLOURS}
+        except CutoverError:
+            return None
+        return live if up[live] else other_colour(live) if up[other_colour(live)] else None
