@@ -133,8 +133,9 @@ def test_status_json_reports_both_pools(ci_stack, sim):
     assert status["live"] == sim.live_colour()
     assert set(status["pools"]) == {"blue", "green"}
     for pool in status["pools"].values():
-        assert set(pool) == {"version", "healthy", "total", "image_id"}
-        assert pool["total"] == ci_stack.pool_size
+        assert set(pool) == {"version", "healthy", "total", "image_id", "up"}
+        assert pool["total"] == pool["up"] == ci_stack.pool_size
+    assert (status["serving"], status["degraded"], status["problems"]) == (status["live"], False, [])
 
 
 @pytest.mark.parametrize(
