@@ -48,6 +48,8 @@ def assess(stack: str, live: str | None, pool_size: int, pools: dict[str, PoolVi
     """Who serves live traffic and what is wrong, one sentence per problem, most serious first."""
     fix = f"cutover up --stack {stack}"
     restart = [f"container {name} is stopped; '{fix}' starts it again" for name in stopped]
+    if not proxy_running and not stopped and not any(p.total for p in pools.values()):
+        return Health(None, True, [f"stack {stack} is not up (it has no containers); '{fix}' creates it"])
     if not proxy_running or live is None:
         return Health(None, True, [f"the proxy is not running: nothing answers on the live port; '{fix}' starts it", *restart])
     problems = []

@@ -590,14 +590,15 @@ class Simulator:
                 "containers": len(members),
             }
         proxy = [c for c in containers if c.name == proxy_container_name(self.spec) and c.status == "running"]
-        return {"live": self.live_colour() if proxy else None, "serving": self._serving() if proxy else None, **pools}
+        live = self.live_colour() if proxy else None
+        return {"live": live, "serving": self._serving(live) if live else None, **pools}
 
-    def _serving(self) -> str | None:
+    def _serving(self, live: str) -> str | None:
         """The colour HAProxy really sends live traffic to: the live one, or the fallback when the
         live one has no server UP (the proxy's rule, stacks/proxy_config.py), or None."""
         try:
-            live = self.live_colour()
-            up = {colour: any(s.up for s in self.proxy.servers(colour)) for colour in COLOURS}
+            rows = self.proxy.stats()
         except CutoverError:
-            return None
+            return None  # the snapshot still says what is live
+        up = {c: any(r["pxname"] == c and r["svname"] not in ("FRONTEND", "BACKEND") and r["status"] == "UP" for r in rows) for c in COLOURS}
         return live if up[live] else other_colour(live) if up[other_colour(live)] else None

@@ -57,6 +57,12 @@ def test_a_stopped_proxy_means_nothing_serves():
     assert health.problems[0].startswith("the proxy is not running")
 
 
+def test_a_stack_that_is_not_up_says_so():
+    empty = {"blue": PoolView(0, 0, 0), "green": PoolView(0, 0, 0)}
+    health = judge(live=None, pool_views=empty, proxy_running=False)
+    assert health.live_down and health.problems == ["stack heal is not up (it has no containers); 'cutover up --stack heal' creates it"]
+
+
 def test_a_retired_idle_pool_is_not_a_problem_but_a_broken_one_is():
     retired = {"blue": PoolView(2, 2, 2, "1.0.0"), "green": PoolView(0, 0, 0, None)}
     assert not judge(pool_views=retired).degraded
