@@ -293,6 +293,7 @@ class Simulator:
         _check_version(version)
         started = time.monotonic()
         idle = other_colour(self.live_colour())
+        self._refuse_while_fallback_serves(idle, "deploy to")
         try:
             result = self._deploy_idle(idle, version)
         except CutoverError as exc:
@@ -318,8 +319,9 @@ class Simulator:
                 f"promote only what was proven there."
             )
         started = time.monotonic()
-        artefact = self._receive(version, image_id, source)
         idle = other_colour(self.live_colour())
+        self._refuse_while_fallback_serves(idle, "deploy to")
+        artefact = self._receive(version, image_id, source)
         result = self._deploy_idle(idle, version, artefact)
         result.steps = {"receive": artefact.seconds, **{k: v for k, v in result.steps.items() if k != "receive"}}
         result.seconds = round(time.monotonic() - started, 2)
@@ -470,6 +472,8 @@ class Simulator:
             raise Refused(f"nothing to finalize: the schema already is where {live_version} wants it.")
         retired = []
         idle_version = status.pools[idle].version
+        if status.pools[idle].total:
+            self._refuse_while_fallback_serves(idle, "retire")
         if status.pools[idle].total and (idle_version is None or not self.schema.runs_after_finalize(idle_version, live_version)):
             self._drain(self.proxy, idle)
             for member in self.driver.observe().pool(idle):
@@ -527,6 +531,16 @@ class Simulator:
             smoke_test(self.spec.preview_url(), self.spec.app.smoke, target, pool.version or "", rounds=2 * self.spec.pool_size)
         except CutoverError as exc:
             raise PreflightRefused(f"refusing to switch to {target}: {exc} Live colour unchanged.") from None
+
+    def _refuse_while_fallback_serves(self, idle: str, doing: str) -> None:
+        """The idle colour serving live traffic as the fallback (the live one has no server UP)
+        must not be taken out of rotation: that would turn a degraded stack into an outage."""
+        live = other_colour(idle)
+        if self._serving(live) == idle:
+            raise Refused(
+                f"refusing to {doing} {idle}: it is serving live traffic as the fallback because {live} has no server UP; "
+                f"repair {live} first ('cutover up --stack {self.spec.stack}', see 'cutover status')."
+            )
 
     def _wait_servers_up(self, proxy: ProxyAPI, colour: str) -> None:
         """Until HAProxy's HTTP check sees every server of ``colour`` up.

@@ -109,8 +109,8 @@ class Load:
 
 @contextmanager
 def load(tmp_path: Path, seconds: int):
-    """``USERS`` keep-alive readers on the live port for at most ``seconds``; yields once requests
-    flow, and on the way out waits for Locust to end (its own time limit bounds it)."""
+    """``USERS`` keep-alive readers on the live port for at most ``seconds`` (Locust's own limit);
+    yields once requests flow, and on the way out stops Locust (SIGTERM: it quits gracefully)."""
     record = tmp_path / "requests.csv"
     env = {**os.environ, "HEAL_RECORD": str(record), "PYTHONPATH": str(REPO_ROOT)}
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(USERS), "-r", str(USERS),
@@ -121,8 +121,9 @@ def load(tmp_path: Path, seconds: int):
         running.wait_for(lambda rs: len(rs) >= 50, "requests flowing")
         yield running
     finally:
+        process.terminate()
         try:
-            process.wait(timeout=seconds + 60)
+            process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -145,7 +146,7 @@ def test_the_live_pool_killed_is_served_by_the_other_colour_and_status_says_so(s
     live = before["live"]
     idle = other_colour(live)
     assert before["serving"] == live and not before["degraded"]
-    with load(tmp_path, 40) as running:
+    with load(tmp_path, 120) as running:
         # `docker kill` is a manual stop: Docker does not restart it under unless-stopped.
         killed_at = time.time()
         engine().containers.get(container_name(live)).kill()
@@ -165,6 +166,13 @@ def test_the_live_pool_killed_is_served_by_the_other_colour_and_status_says_so(s
         observed = [r for r in audit if r.get("command") == "observe" and r["time"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(killed_at - 1))]
         assert len(observed) == 1 and observed[0]["outcome"] == "degraded"
         assert (observed[0]["live"], observed[0]["serving"], observed[0]["colours_after"]["serving"]) == (live, idle, idle)
+
+        # Replacing the colour that carries live traffic now would make it an outage: refused.
+        idle_container = engine().containers.get(container_name(idle)).id
+        refused = cli(stacks_dir, "deploy", "2.0.0", "--stack", STACK)
+        assert refused.returncode == 1 and f"refusing to deploy to {idle}: it is serving live traffic as the fallback" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert engine().containers.get(container_name(idle)).id == idle_container
 
         # What the operator does: `cutover up` starts the stopped container; traffic goes back by itself.
         repaired = cli(stacks_dir, "up", "--stack", STACK)
@@ -186,7 +194,7 @@ def test_a_crashed_app_process_is_restarted_by_docker(stacks_dir, tmp_path):
     live = before["live"]
     target = engine().containers.get(container_name(live))
     restarts = target.attrs["RestartCount"]
-    with load(tmp_path, 20) as running:
+    with load(tmp_path, 90) as running:
         crashed_at = time.time()
         # The app's main process dies (not `docker kill`, which Docker treats as a manual stop).
         os.kill(target.attrs["State"]["Pid"], 9)
@@ -254,7 +262,7 @@ def test_live_traffic_flows_while_docker_dns_does_not_answer_and_a_new_address_i
     _, before = status(stacks_dir)
     live, idle = before["live"], other_colour(before["live"])
     outage_s = 20
-    with load(tmp_path, outage_s + 25) as running:
+    with load(tmp_path, outage_s + 90) as running:
         began = time.time()
         with dns_unanswered(rule):
             deadline = time.monotonic() + outage_s
@@ -286,7 +294,7 @@ def test_live_traffic_flows_while_docker_dns_does_not_answer_and_a_new_address_i
 def test_a_proxy_restart_costs_a_short_window_and_recovers_by_itself(stacks_dir, tmp_path):
     """Measured, not bounded: a restarted proxy closes every connection; clients reconnect."""
     _, before = status(stacks_dir)
-    with load(tmp_path, 25) as running:
+    with load(tmp_path, 90) as running:
         restarted_at = time.time()
         engine().containers.get(f"cutover-{STACK}-proxy").restart(timeout=10)
         state = healthy_again(stacks_dir)
