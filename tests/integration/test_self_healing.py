@@ -23,7 +23,7 @@ import pytest
 
 from simulator.docker_driver import wait_until
 from simulator.health import LIVE_DOWN_EXIT
-from stacks.spec import load_stack, other_colour
+from stacks.spec import other_colour
 from tests.conftest import REPO_ROOT, remove_app_images, run_cli, static_site_copy, write_stack_file
 
 pytestmark = pytest.mark.docker
