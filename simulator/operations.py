@@ -503,10 +503,11 @@ class Simulator:
         with self.ledger.command("auto-rollback", args, self.ledger_snapshot):
             began = time.monotonic()
             proxy.switch_to(good)
-            back_after = round(time.time() - result.flipped_at, 2)
+            flipped_back_at = time.time()
+            back_after = round(flipped_back_at - result.flipped_at, 2)
             self.ledger.record(
                 "auto-rollback", "ok", from_colour=bad, to_colour=good, from_version=result.to_version, to_version=result.from_version,
-                flip_seconds=round(time.monotonic() - began, 4), seconds_after_flip=back_after, evidence=evidence,
+                flip_seconds=round(time.monotonic() - began, 4), seconds_after_flip=back_after, flipped_back_at=flipped_back_at, evidence=evidence,
             )
         drained, _ = self._drain(proxy, bad, strict=False)
         message = (

@@ -85,6 +85,11 @@ def plan_rollback(stack: str, rows: list[dict], now: dict) -> RollbackPlan:
         )
     was, runs = flip.before.get(flip.from_colour) or {}, now.get(flip.from_colour) or {}
     if (was.get("version"), was.get("image")) != (runs.get("version"), runs.get("image")):
+        if not runs.get("containers"):
+            raise Refused(
+                f"refusing to roll back stack {stack}: {flip.from_colour} ran {_describe(was)} before switch seq {flip.seq} but runs nothing now "
+                f"(retired since, by 'cutover finalize'?); there is nothing warm to go back to."
+            )
         raise Refused(
             f"refusing to roll back stack {stack}: {flip.from_colour} ran {_describe(was)} before switch seq {flip.seq} but runs {_describe(runs)} now "
             f"(redeployed since); 'cutover deploy {was.get('version')}' puts it back on {flip.from_colour}, or 'cutover switch' makes what it runs now live."

@@ -136,3 +136,11 @@ def test_an_interrupted_switch_that_never_flipped_is_retried_normally():
     assert unfinished_flip(ledger.rows, "switch", "green") is None
     # The earlier, finished switch is still the one to undo.
     assert plan_rollback("s", ledger.rows, colours("green", "1.0.0", "1.0.0")).undoes_seq == 1
+
+
+def test_a_colour_retired_by_finalize_is_nothing_to_go_back_to():
+    ledger = Ledger()
+    ledger.switch(V2_IDLE, V2_LIVE)
+    retired = {**V2_LIVE, "blue": {"version": None, "image": None, "containers": 0}}
+    with pytest.raises(Refused, match="runs nothing now \\(retired since"):
+        plan_rollback("s", ledger.rows, retired)
