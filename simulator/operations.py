@@ -24,7 +24,7 @@ from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
 from simulator.smoke import probe_write, smoke_test
 from simulator.switchback import Flip, plan_rollback, unfinished_flip
-from simulator.watch import RolledBack, Verdict, WatchPolicy, watch
+from simulator.watch import RolledBack, Sample, Verdict, WatchPolicy, watch
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
 from stacks.topology import DB_PASSWORD_SECRET, app_image_ref, database_container_name, database_volume, proxy_container_name
 
@@ -429,6 +429,8 @@ class Simulator:
         # Going back is not watched: it returns to what was live, and must not flip forward again.
         policy = self._watch_policy() if action == "switch" else WatchPolicy(0, 0, 1, 1)
         baseline = proxy.watch_sample(target, current, 0.0) if policy.enabled else None
+        # Read now, so a flip back need not look at the engine before acting: every second counts then.
+        after_flip = {**self.ledger_snapshot(), "live": target} if policy.enabled else None
         began = time.monotonic()
         proxy.switch_to(target)
         flipped_at = time.time()
@@ -448,7 +450,7 @@ class Simulator:
             watched = watch(lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds)
             result.drained, result.drain_seconds, result.watched_seconds = watched.drained, watched.drain_s, watched.watched_s
             if watched.verdict is not None:
-                self._auto_rollback(proxy, result, watched.verdict)
+                self._auto_rollback(proxy, result, watched.verdict, watched.last, after_flip)
         else:
             drained, drain_seconds = self._drain(proxy, current, strict=False)
             result.drained, result.drain_seconds = drained, round(drain_seconds, 3)
@@ -488,19 +490,24 @@ class Simulator:
         self.ledger.record(action, "ok", **asdict(result))
         return result
 
-    def _auto_rollback(self, proxy: ProxyAPI, result: SwitchResult, verdict: Verdict) -> None:
-        """Flip back to the colour the switch left, record 'auto-rollback' with the evidence, raise."""
+    def _auto_rollback(self, proxy: ProxyAPI, result: SwitchResult, verdict: Verdict, last: Sample, after_flip: dict) -> None:
+        """Flip back to the colour the switch left, record 'auto-rollback' with the evidence, raise.
+
+        Everything it needs was read before (the colours after the flip, the old colour's servers
+        in the sample that judged): between the verdict and the flip back there is only the
+        ledger's start record.
+        """
         bad, good = result.to_colour, result.from_colour
         evidence = verdict.evidence()
-        healthy = [s for s in proxy.servers(good) if s.up]
-        if not healthy:
+        if not any(status.startswith("UP") for status in last.old_servers.values()):
             # Flipping back to a colour with nothing up would make it worse: say so, leave it live.
             message = (f"switch to {bad} ({result.to_version}) went bad {verdict.seconds_after_flip:.1f}s after the flip ({verdict.reason}), "
                        f"but {good} has no server up to go back to; {bad} stays live: check 'cutover status'.")
             self.ledger.record("switch", "failed", **asdict(result), auto_rollback=None, evidence=evidence, reason=message)
             raise RolledBack(message)
         args = {"from_colour": bad, "to_colour": good, "version": result.from_version, "undoes": "switch"}
-        with self.ledger.command("auto-rollback", args, self.ledger_snapshot):
+        snapshots = iter([after_flip])
+        with self.ledger.command("auto-rollback", args, lambda: next(snapshots, None) or self.ledger_snapshot()):
             began = time.monotonic()
             proxy.switch_to(good)
             flipped_back_at = time.time()

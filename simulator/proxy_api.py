@@ -119,6 +119,7 @@ class ProxyAPI:
             response_ms=_count(backend, "rtime"),
             servers={r["svname"]: r["status"] for r in rows if r["pxname"] == colour and r["svname"] not in ("FRONTEND", "BACKEND")},
             old_sessions=_count(previous, "scur"),
+            old_servers={r["svname"]: r["status"] for r in rows if r["pxname"] == old and r["svname"] not in ("FRONTEND", "BACKEND")},
         )
 
     def frontend_counters(self, frontend: str) -> dict[str, int]:

@@ -40,6 +40,7 @@ class Sample:
     response_ms: int  # its rtime: average response time of its last 1024 requests
     servers: dict[str, str] = field(default_factory=dict)  # server -> status (UP, DOWN, MAINT, ...)
     old_sessions: int = 0  # the old colour's current sessions: its drain is over at 0
+    old_servers: dict[str, str] = field(default_factory=dict)  # the old colour's servers: something to go back to?
 
 
 @dataclass(frozen=True)
