@@ -10,7 +10,7 @@ verdict. Nothing here flips anything; the caller does.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 from simulator.errors import CutoverError
@@ -113,8 +113,10 @@ def watch(
     drained_at: float | None = None
     count, last = 0, None
     while True:
+        last = sample(clock() - began)
+        # Timed when the reading arrived: a stats read through docker exec takes a while on a busy engine.
         elapsed = clock() - began
-        last = sample(elapsed)
+        last = replace(last, seconds=round(elapsed, 3))
         count += 1
         verdict = judge(policy, baseline, last)
         if drained_at is None and last.old_sessions == 0:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from simulator.ledger import commands
@@ -140,3 +142,40 @@ def test_rollback_goes_back_to_the_version_live_before_the_last_switch(stacks):
     assert cli(stacks, "deploy", "1.2.0").returncode == 0  # onto the colour a rollback would go back to
     assert_refused(cli(stacks, "rollback"), "redeployed since", "runs 1.2.0", f"'cutover deploy {start[1]}'")
     assert live(stacks) == forward
+
+
+def test_a_switch_killed_after_its_flip_is_completed_by_its_retry_not_flipped_back(stacks):
+    spec = load_stack(STACK, stacks)
+    start = live(stacks)
+    target = "green" if start[0] == "blue" else "blue"
+
+    def served_by() -> str:
+        return requests.get(f"{spec.live_url()}/version", timeout=5).headers.get("X-Cutover-Colour", "")
+
+    env = {**os.environ, "CUTOVER_STACKS_DIR": str(stacks)}
+    switch = subprocess.Popen([sys.executable, "-m", "simulator", "switch", "--stack", STACK], cwd=REPO_ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The flip is done while the switch still watches the new colour (WATCH_SECONDS): kill it then.
+    wait_for(lambda: served_by() == target or switch.poll() is not None, 120, "the flip")
+    switch.send_signal(signal.SIGKILL)
+    switch.wait(timeout=30)
+    assert switch.returncode == -signal.SIGKILL, "the switch ended before it could be killed after its flip"
+    killed = [r for r in ledger_rows(stacks) if r["command"] == "switch"][-1]
+
+    retry = cli(stacks, "switch")
+    assert retry.returncode == 0, retry.stdout + retry.stderr
+    assert f"completed the interrupted flip (seq {killed['seq']})" in " ".join(retry.stdout.split())
+    assert live(stacks)[0] == target  # not flipped back
+    completed = [r for r in ledger_rows(stacks) if r["command"] == "switch"][-1]
+    assert (completed["outcome"], completed["completes_seq"], completed["to_colour"]) == ("ok", killed["seq"], target)
+
+    # And a rollback after it goes back to where that switch started (once Docker sees the colour
+    # healthy again: on a busy machine its health command can miss a beat, and preflight refuses then).
+    def healthy(colour: str) -> bool:
+        pool = json.loads(cli(stacks, "status", "--json").stdout)["pools"][colour]
+        return pool["healthy"] == pool["total"]
+
+    wait_for(lambda: healthy(start[0]), 120, f"{start[0]} to be healthy in Docker")
+    rolled_back = cli(stacks, "rollback")
+    assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
+    assert live(stacks) == start
