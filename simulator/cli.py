@@ -202,10 +202,10 @@ def _print_switch(stack: str, result) -> None:
         console.print(f"stack {stack}: {result.to_colour} ({result.to_version}) is already live; nothing to do")
         return
     drained = f"drained in {result.drain_seconds:.2f}s" if result.drained else f"drain budget ran out after {result.drain_seconds:.1f}s"
-    if result.completes_seq is not None:
-        console.print(f"stack {stack}: completed the interrupted flip (seq {result.completes_seq}): live is [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); {drained}")
-        return
     watched = f"; watched {result.watched_seconds:.1f}s: healthy" if result.watched_seconds else ""
+    if result.completes_seq is not None:
+        console.print(f"stack {stack}: completed the interrupted flip (seq {result.completes_seq}): live is [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); {drained}{watched}")
+        return
     console.print(
         f"stack {stack}: live is now [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); "
         f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}{watched}"

@@ -446,16 +446,22 @@ class Simulator:
             drained=False,
             undoes_seq=undoes,
         )
-        if policy.enabled:
-            watched = watch(lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds)
-            result.drained, result.drain_seconds, result.watched_seconds = watched.drained, watched.drain_s, watched.watched_s
-            if watched.verdict is not None:
-                self._auto_rollback(proxy, result, watched.verdict, watched.last, after_flip)
-        else:
-            drained, drain_seconds = self._drain(proxy, current, strict=False)
-            result.drained, result.drain_seconds = drained, round(drain_seconds, 3)
+        self._watch_and_drain(proxy, result, policy, baseline, after_flip)
         self.ledger.record(action, "ok", **asdict(result))
         return result
+
+    def _watch_and_drain(self, proxy: ProxyAPI, result: SwitchResult, policy: WatchPolicy, baseline: Sample | None, after_flip: dict | None) -> None:
+        """After the flip: watch the new colour while the old one drains (or only drain, the watch
+        off); a bad verdict flips back (and raises)."""
+        if not policy.enabled:
+            drained, drain_seconds = self._drain(proxy, result.from_colour, strict=False)
+            result.drained, result.drain_seconds = drained, round(drain_seconds, 3)
+            return
+        target, current = result.to_colour, result.from_colour
+        watched = watch(lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds)
+        result.drained, result.drain_seconds, result.watched_seconds = watched.drained, watched.drain_s, watched.watched_s
+        if watched.verdict is not None:
+            self._auto_rollback(proxy, result, watched.verdict, watched.last, after_flip)
 
     def rollback(self) -> SwitchResult:
         """Back to the colour and version that were live before the last switch (still running: instant)."""
@@ -475,18 +481,22 @@ class Simulator:
         """A retried switch (or rollback) whose interrupted run already flipped the proxy: drain the
         colour it left and record it done, instead of flipping back."""
         self.say(f"the interrupted {action} (seq {flip.seq}) had already made {flip.to_colour} live; completing it instead of flipping again")
-        drained, drain_seconds = self._drain(proxy, flip.from_colour, strict=False)
         result = SwitchResult(
             from_colour=flip.from_colour,
             to_colour=flip.to_colour,
             from_version=(flip.before.get(flip.from_colour) or {}).get("version"),
             to_version=(flip.before.get(flip.to_colour) or {}).get("version"),
-            flipped_at=0.0,
+            flipped_at=time.time(),  # when the watch starts: the real flip time died with the killed command
             flip_seconds=0.0,
-            drain_seconds=round(drain_seconds, 3),
-            drained=drained,
+            drain_seconds=0.0,
+            drained=False,
             completes_seq=flip.seq,
         )
+        # A switch killed before its watch ended was never judged: the retry watches it from now.
+        policy = self._watch_policy() if action == "switch" else WatchPolicy(0, 0, 1, 1)
+        baseline = proxy.watch_sample(flip.to_colour, flip.from_colour, 0.0) if policy.enabled else None
+        after_flip = self.ledger_snapshot() if policy.enabled else None
+        self._watch_and_drain(proxy, result, policy, baseline, after_flip)
         self.ledger.record(action, "ok", **asdict(result))
         return result
 
@@ -494,8 +504,7 @@ class Simulator:
         """Flip back to the colour the switch left, record 'auto-rollback' with the evidence, raise.
 
         Everything it needs was read before (the colours after the flip, the old colour's servers
-        in the sample that judged): between the verdict and the flip back there is only the
-        ledger's start record.
+        in the sample that judged): nothing stands between the verdict and the flip back.
         """
         bad, good = result.to_colour, result.from_colour
         evidence = verdict.evidence()
@@ -505,16 +514,20 @@ class Simulator:
                        f"but {good} has no server up to go back to; {bad} stays live: check 'cutover status'.")
             self.ledger.record("switch", "failed", **asdict(result), auto_rollback=None, evidence=evidence, reason=message)
             raise RolledBack(message)
+        # Back first, recorded right after: every ledger exec before the flip would cost requests
+        # (the switch's own start record already says a flip is under way; killed in between, the
+        # next switch finds the proxy back where that switch began and treats it as never flipped).
+        began = time.monotonic()
+        proxy.switch_to(good)
+        flipped_back_at = time.time()
+        flip_seconds = round(time.monotonic() - began, 4)
+        back_after = round(flipped_back_at - result.flipped_at, 2)
         args = {"from_colour": bad, "to_colour": good, "version": result.from_version, "undoes": "switch"}
         snapshots = iter([after_flip])
         with self.ledger.command("auto-rollback", args, lambda: next(snapshots, None) or self.ledger_snapshot()):
-            began = time.monotonic()
-            proxy.switch_to(good)
-            flipped_back_at = time.time()
-            back_after = round(flipped_back_at - result.flipped_at, 2)
             self.ledger.record(
                 "auto-rollback", "ok", from_colour=bad, to_colour=good, from_version=result.to_version, to_version=result.from_version,
-                flip_seconds=round(time.monotonic() - began, 4), seconds_after_flip=back_after, flipped_back_at=flipped_back_at, evidence=evidence,
+                flip_seconds=flip_seconds, seconds_after_flip=back_after, flipped_back_at=flipped_back_at, evidence=evidence,
             )
         drained, _ = self._drain(proxy, bad, strict=False)
         message = (
