@@ -174,23 +174,41 @@ def promote(version: str, target: str) -> None:
 
 @main.command()
 @stack_option
-def switch(stack: str) -> None:
-    """Preflight the idle colour, make it live in one atomic flip, then drain the old colour."""
-    _print_switch(stack, _simulator(stack).switch())
+@click.option("--to", "to", default=None, metavar="COLOUR", help="Make COLOUR live; if it already is, say so and exit 0 (a safe retry).")
+def switch(stack: str, to: str | None) -> None:
+    """Preflight the idle colour, make it live in one atomic flip, then drain the old colour.
+
+    For cutover:watchSeconds after the flip the new colour is watched (HAProxy's 5xx share,
+    server health, response time); if it degrades past the stack's thresholds it is flipped back
+    by itself, the ledger records 'auto-rollback' with the evidence, and the command exits 1.
+    A retry of a switch interrupted after it flipped completes it instead of flipping back.
+    """
+    _print_switch(stack, _simulator(stack).switch(to=to))
 
 
 @main.command()
 @stack_option
 def rollback(stack: str) -> None:
-    """Flip back to the previous colour, which is still running: instant."""
+    """Back to the colour and version that were live before the last switch (still warm: instant).
+
+    Refused, changing nothing, when there is no switch to undo, the last one was already undone,
+    the live colour was moved outside cutover, or that colour was redeployed since.
+    """
     _print_switch(stack, _simulator(stack).rollback())
 
 
 def _print_switch(stack: str, result) -> None:
+    if result.already_live:
+        console.print(f"stack {stack}: {result.to_colour} ({result.to_version}) is already live; nothing to do")
+        return
     drained = f"drained in {result.drain_seconds:.2f}s" if result.drained else f"drain budget ran out after {result.drain_seconds:.1f}s"
+    watched = f"; watched {result.watched_seconds:.1f}s: healthy" if result.watched_seconds else ""
+    if result.completes_seq is not None:
+        console.print(f"stack {stack}: completed the interrupted flip (seq {result.completes_seq}): live is [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); {drained}{watched}")
+        return
     console.print(
         f"stack {stack}: live is now [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); "
-        f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}"
+        f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}{watched}"
     )
 
 

@@ -24,6 +24,8 @@ from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
 from simulator.smoke import probe_write, smoke_test
+from simulator.switchback import Flip, plan_rollback, unfinished_flip
+from simulator.watch import RolledBack, Sample, Verdict, WatchPolicy, watch
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
 from stacks.topology import DB_PASSWORD_SECRET, app_image_ref, database_container_name, database_volume, proxy_container_name
 
@@ -63,6 +65,10 @@ class SwitchResult:
     flip_seconds: float  # how long the flip itself took
     drain_seconds: float  # how long the old colour took to finish its in-flight requests
     drained: bool  # False when the drain budget ran out first
+    watched_seconds: float = 0.0  # how long the new colour was watched after the flip (0: watch off)
+    undoes_seq: int | None = None  # a rollback: the switch it undid
+    completes_seq: int | None = None  # a retry that completed an interrupted flip instead of flipping again
+    already_live: bool = False  # switch --to a colour that was live: nothing done
 
 
 @dataclass
@@ -422,10 +428,32 @@ class Simulator:
         return applied
 
     @changing(lambda args: args.pop("action"))
-    def switch(self, action: str = "switch") -> SwitchResult:
-        """Preflight the idle colour, flip the live colour atomically, then let the old one drain."""
+    def switch(self, action: str = "switch", to: str | None = None) -> SwitchResult:
+        """Preflight the idle colour, flip the live colour atomically, then let the old one drain
+        while the new one is watched (simulator/watch.py): a bad new colour is flipped back.
+
+        ``action`` "rollback" goes back to the colour and version live before the last switch (or
+        is refused: simulator/switchback.py); ``to`` makes the switch idempotent (already live: nothing to do).
+        """
         proxy = self.proxy
         current = proxy.colours()["live"]
+        rows = self._earlier_commands()
+        unfinished = unfinished_flip(rows, action, current)
+        if unfinished is not None:
+            return self._complete_flip(proxy, unfinished, action)
+        if to is not None and to not in COLOURS:
+            raise Refused(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
+        if to == current:
+            self.say(f"{current} is already live; nothing to switch")
+            version = self.status().pools[current].version
+            return SwitchResult(current, current, version, version, time.time(), 0.0, 0.0, True, already_live=True)
+        undoes = None
+        if action == "rollback":
+            try:
+                undoes = plan_rollback(self.spec.stack, rows, self.ledger_snapshot()).undoes_seq
+            except Refused as exc:
+                self.ledger.record(action, "refused", live=current, reason=str(exc))
+                raise
         target = other_colour(current)
         status = self.status()
         try:
@@ -433,11 +461,15 @@ class Simulator:
         except PreflightRefused as exc:
             self.ledger.record(action, "refused", live=current, target=target, reason=str(exc))
             raise
+        # Going back is not watched: it returns to what was live, and must not flip forward again.
+        policy = self._watch_policy() if action == "switch" else WatchPolicy(0, 0, 1, 1)
+        baseline = proxy.watch_sample(target, current, 0.0) if policy.enabled else None
+        # Read now, so a flip back need not look at the engine before acting: every second counts then.
+        after_flip = {**self.ledger_snapshot(), "live": target} if policy.enabled else None
         began = time.monotonic()
         proxy.switch_to(target)
         flipped_at = time.time()
         flip_seconds = time.monotonic() - began
-        drained, drain_seconds = self._drain(proxy, current, strict=False)
         result = SwitchResult(
             from_colour=current,
             to_colour=target,
@@ -445,15 +477,100 @@ class Simulator:
             to_version=status.pools[target].version,
             flipped_at=flipped_at,
             flip_seconds=round(flip_seconds, 4),
-            drain_seconds=round(drain_seconds, 3),
-            drained=drained,
+            drain_seconds=0.0,
+            drained=False,
+            undoes_seq=undoes,
         )
+        self._watch_and_drain(proxy, result, policy, baseline, after_flip)
         self.ledger.record(action, "ok", **asdict(result))
         return result
 
+    def _watch_and_drain(self, proxy: ProxyAPI, result: SwitchResult, policy: WatchPolicy, baseline: Sample | None, after_flip: dict | None) -> None:
+        """After the flip: watch the new colour while the old one drains (or only drain, the watch
+        off); a bad verdict flips back (and raises)."""
+        if not policy.enabled:
+            drained, drain_seconds = self._drain(proxy, result.from_colour, strict=False)
+            result.drained, result.drain_seconds = drained, round(drain_seconds, 3)
+            return
+        target, current = result.to_colour, result.from_colour
+        watched = watch(lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds)
+        result.drained, result.drain_seconds, result.watched_seconds = watched.drained, watched.drain_s, watched.watched_s
+        if watched.verdict is not None:
+            self._auto_rollback(proxy, result, watched.verdict, watched.last, after_flip)
+
     def rollback(self) -> SwitchResult:
-        """The same flip in reverse: the previous colour is still running, so it is instant."""
+        """Back to the colour and version that were live before the last switch (still running: instant)."""
         return self.switch(action="rollback")
+
+    def _earlier_commands(self) -> list[dict]:
+        """The ledger's command rows before the one running now (whose own start has no end yet)."""
+        running = self.ledger._current  # noqa: SLF001 - the ledger's own record of the command in hand
+        rows = commands(self.ledger.entries())
+        return [r for r in rows if running is None or running.start_seq is None or r["seq"] < running.start_seq]
+
+    def _watch_policy(self) -> WatchPolicy:
+        spec = self.spec
+        return WatchPolicy(spec.watch_seconds, spec.watch_max_5xx_percent, spec.watch_min_requests, spec.watch_max_response_ms)
+
+    def _complete_flip(self, proxy: ProxyAPI, flip: Flip, action: str) -> SwitchResult:
+        """A retried switch (or rollback) whose interrupted run already flipped the proxy: drain the
+        colour it left and record it done, instead of flipping back."""
+        self.say(f"the interrupted {action} (seq {flip.seq}) had already made {flip.to_colour} live; completing it instead of flipping again")
+        result = SwitchResult(
+            from_colour=flip.from_colour,
+            to_colour=flip.to_colour,
+            from_version=(flip.before.get(flip.from_colour) or {}).get("version"),
+            to_version=(flip.before.get(flip.to_colour) or {}).get("version"),
+            flipped_at=time.time(),  # when the watch starts: the real flip time died with the killed command
+            flip_seconds=0.0,
+            drain_seconds=0.0,
+            drained=False,
+            completes_seq=flip.seq,
+        )
+        # A switch killed before its watch ended was never judged: the retry watches it from now.
+        policy = self._watch_policy() if action == "switch" else WatchPolicy(0, 0, 1, 1)
+        baseline = proxy.watch_sample(flip.to_colour, flip.from_colour, 0.0) if policy.enabled else None
+        after_flip = self.ledger_snapshot() if policy.enabled else None
+        self._watch_and_drain(proxy, result, policy, baseline, after_flip)
+        self.ledger.record(action, "ok", **asdict(result))
+        return result
+
+    def _auto_rollback(self, proxy: ProxyAPI, result: SwitchResult, verdict: Verdict, last: Sample, after_flip: dict) -> None:
+        """Flip back to the colour the switch left, record 'auto-rollback' with the evidence, raise.
+
+        Everything it needs was read before (the colours after the flip, the old colour's servers
+        in the sample that judged): nothing stands between the verdict and the flip back.
+        """
+        bad, good = result.to_colour, result.from_colour
+        evidence = verdict.evidence()
+        if not any(status.startswith("UP") for status in last.old_servers.values()):
+            # Flipping back to a colour with nothing up would make it worse: say so, leave it live.
+            message = (f"switch to {bad} ({result.to_version}) went bad {verdict.seconds_after_flip:.1f}s after the flip ({verdict.reason}), "
+                       f"but {good} has no server up to go back to; {bad} stays live: check 'cutover status'.")
+            self.ledger.record("switch", "failed", **asdict(result), auto_rollback=None, evidence=evidence, reason=message)
+            raise RolledBack(message)
+        # Back first, recorded right after: every ledger exec before the flip would cost requests
+        # (the switch's own start record already says a flip is under way; killed in between, the
+        # next switch finds the proxy back where that switch began and treats it as never flipped).
+        began = time.monotonic()
+        proxy.switch_to(good)
+        flipped_back_at = time.time()
+        flip_seconds = round(time.monotonic() - began, 4)
+        back_after = round(flipped_back_at - result.flipped_at, 2)
+        args = {"from_colour": bad, "to_colour": good, "version": result.from_version, "undoes": "switch"}
+        snapshots = iter([after_flip])
+        with self.ledger.command("auto-rollback", args, lambda: next(snapshots, None) or self.ledger_snapshot()):
+            self.ledger.record(
+                "auto-rollback", "ok", from_colour=bad, to_colour=good, from_version=result.to_version, to_version=result.from_version,
+                flip_seconds=flip_seconds, seconds_after_flip=back_after, flipped_back_at=flipped_back_at, evidence=evidence,
+            )
+        drained, _ = self._drain(proxy, bad, strict=False)
+        message = (
+            f"switch to {bad} ({result.to_version}) rolled back automatically {back_after:.1f}s after the flip: {verdict.reason}; "
+            f"{good} ({result.from_version}) is live again{'' if drained else f' ({bad} still had requests in flight after the drain budget)'}."
+        )
+        self.ledger.record("switch", "failed", **asdict(result), auto_rollback=evidence, rolled_back_after_s=back_after, reason=message)
+        raise RolledBack(message)
 
     @changing("finalize")
     def finalize(self) -> FinalizeResult:

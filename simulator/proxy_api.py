@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from simulator.errors import CutoverError
+from simulator.watch import Sample
 from stacks.proxy_config import COLOUR_MAP, VERSION_MAP
 from stacks.spec import COLOURS
 
@@ -102,6 +103,25 @@ class ProxyAPI:
                 return int(row["scur"] or 0)
         raise CutoverError(f"the proxy has no backend named {backend!r}.")
 
+    def watch_sample(self, colour: str, old: str, seconds: float) -> Sample:
+        """One reading for the watch after a flip (simulator/watch.py): ``colour``'s backend counters
+        (req_tot, hrsp_5xx, rtime) and server statuses, and ``old``'s current sessions, from a
+        single ``show stat``."""
+        rows = self.stats()
+        backend = next((r for r in rows if r["pxname"] == colour and r["svname"] == "BACKEND"), None)
+        previous = next((r for r in rows if r["pxname"] == old and r["svname"] == "BACKEND"), None)
+        if backend is None or previous is None:
+            raise CutoverError(f"the proxy's stats have no backend {colour if backend is None else old!r}.")
+        return Sample(
+            seconds=seconds,
+            requests=_count(backend, "req_tot"),
+            responses_5xx=_count(backend, "hrsp_5xx"),
+            response_ms=_count(backend, "rtime"),
+            servers={r["svname"]: r["status"] for r in rows if r["pxname"] == colour and r["svname"] not in ("FRONTEND", "BACKEND")},
+            old_sessions=_count(previous, "scur"),
+            old_servers={r["svname"]: r["status"] for r in rows if r["pxname"] == old and r["svname"] not in ("FRONTEND", "BACKEND")},
+        )
+
     def frontend_counters(self, frontend: str) -> dict[str, int]:
         """Cumulative connections and requests of a frontend: how keep-alive shows up in numbers."""
         for row in self.stats():
@@ -128,3 +148,7 @@ class ProxyAPI:
             if len(parts) == 3:
                 entries[parts[1]] = parts[2]
         return entries
+
+
+def _count(row: dict[str, str], column: str) -> int:
+    return int(row.get(column) or 0)

@@ -42,6 +42,16 @@ REQUIRED_KEYS = (
     "cutover:baseImage",
 )
 
+# Optional keys (the simulator's watch after a switch, simulator/watch.py) and their defaults:
+# on for every stack that does not say otherwise; cutover:watchSeconds 0 turns the watch off.
+WATCH_DEFAULTS = {
+    "cutover:watchSeconds": 10,
+    "cutover:watchMax5xxPercent": 5,
+    "cutover:watchMinRequests": 20,
+    "cutover:watchMaxResponseMs": 5000,
+}
+KNOWN_KEYS = REQUIRED_KEYS + tuple(WATCH_DEFAULTS)
+
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a valid Docker tag
 _IMAGE_REF = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]+)?$")
 
@@ -76,6 +86,11 @@ class StackSpec:
     health_interval_ms: int
     drain_seconds: int
     base_image: str
+    # After a switch: watch the new colour this long and flip back if it degrades (0: off).
+    watch_seconds: int = WATCH_DEFAULTS["cutover:watchSeconds"]
+    watch_max_5xx_percent: float = WATCH_DEFAULTS["cutover:watchMax5xxPercent"]
+    watch_min_requests: int = WATCH_DEFAULTS["cutover:watchMinRequests"]
+    watch_max_response_ms: int = WATCH_DEFAULTS["cutover:watchMaxResponseMs"]
 
     @property
     def health_path(self) -> str:
@@ -170,10 +185,14 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         health_interval_ms=reader.get("cutover:healthIntervalMs", _int_between(100, 60_000)),
         drain_seconds=reader.get("cutover:drainSeconds", _int_between(0, 3600)),
         base_image=reader.get("cutover:baseImage", _pattern(_IMAGE_REF, "an image reference like 'debian:bookworm-slim'")),
+        watch_seconds=reader.optional("cutover:watchSeconds", _int_between(0, 3600)),
+        watch_max_5xx_percent=reader.optional("cutover:watchMax5xxPercent", _number_between(0, 100)),
+        watch_min_requests=reader.optional("cutover:watchMinRequests", _int_between(1, 1_000_000)),
+        watch_max_response_ms=reader.optional("cutover:watchMaxResponseMs", _int_between(1, 3_600_000)),
     )
-    unknown = sorted(k for k in config if k not in REQUIRED_KEYS)
+    unknown = sorted(k for k in config if k not in KNOWN_KEYS)
     if unknown:
-        raise SpecError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(REQUIRED_KEYS)}).")
+        raise SpecError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(KNOWN_KEYS)}).")
     if spec.live_port == spec.preview_port:
         raise SpecError(f"{source}: cutover:previewPort must differ from cutover:livePort ({spec.live_port}).")
     return spec
@@ -193,6 +212,27 @@ class _Reader:
             raise
         except ValueError as exc:
             raise SpecError(f"{self._source}: {key} {exc}") from None
+
+    def optional(self, key: str, convert: Callable[[Any], Any]) -> Any:
+        """A key with a default (WATCH_DEFAULTS): absent or empty means the default."""
+        if key not in self._config or self._config[key] is None or self._config[key] == "":
+            return WATCH_DEFAULTS[key]
+        return self.get(key, convert)
+
+
+def _number_between(low: float, high: float) -> Callable[[Any], float]:
+    def convert(value: Any) -> float:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number from {low:g} to {high:g}, got {value!r}.") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be a number from {low:g} to {high:g}, got {number:g}.")
+        return number
+
+    return convert
 
 
 def _int_between(low: int, high: int) -> Callable[[Any], int]:

@@ -6,8 +6,10 @@ container's environment (the deployment). Nothing here is edited to make a relea
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 import threading
 import time
 from urllib.parse import parse_qs
@@ -25,6 +27,27 @@ MAX_BODY_BYTES = 64 * 1024
 # Release 2 fills items.body_length (added by the expand migration 0002); release 1 never knew it.
 RELEASE = int(VERSION.split(".", 1)[0]) if VERSION.split(".", 1)[0].isdigit() else 0
 WRITES_BODY_LENGTH = RELEASE >= 2
+
+# A version named like 2.0.0-defect30 misbehaves only under real traffic, for proving automatic
+# rollback: its first DEFECT_AFTER requests in each worker process succeed (enough for the smoke
+# tests at deploy and at the switch's preflight), /healthz always does (so the proxy keeps it in
+# rotation), and afterwards every request but /healthz fails with 500 at the version's percentage,
+# spread evenly (no randomness: the same traffic fails the same way). The artefact is the same file
+# for every version; the version comes from the container (CUTOVER_VERSION, else APP_VERSION).
+_DEFECT = re.search(r"-defect([0-9]{1,3})(?![0-9])", os.environ.get("CUTOVER_VERSION") or VERSION)
+DEFECT_PERCENT = min(100, int(_DEFECT.group(1))) if _DEFECT else 0
+DEFECT_AFTER = 20
+_served = itertools.count(1)  # next() on a count is atomic under the GIL: safe across request threads
+
+
+def _defective() -> bool:
+    """Whether this request is one the defect fails (never one of the first DEFECT_AFTER)."""
+    number = next(_served) - DEFECT_AFTER
+    if number <= 0:
+        return False
+    # Request n fails when it crosses the next whole multiple of 100/PERCENT: exactly PERCENT in every 100.
+    return (number * DEFECT_PERCENT) // 100 > ((number - 1) * DEFECT_PERCENT) // 100
+
 
 # Connections per worker process. psycopg2's pool fails when empty instead of waiting, so a
 # semaphore makes request threads queue for a connection (bounded by DB_WAIT_S) rather than fail.
@@ -95,6 +118,8 @@ def _respond(start_response, status: str, body: dict) -> list[bytes]:
 def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     method = environ.get("REQUEST_METHOD", "GET")
+    if DEFECT_PERCENT and path != "/healthz" and _defective():
+        return _respond(start_response, "500 Internal Server Error", {"error": f"defect: {VERSION} fails {DEFECT_PERCENT}% of requests"})
     if path == "/items" or path.startswith("/items/"):
         try:
             return _items(environ, start_response, method, path)

@@ -182,7 +182,8 @@ def test_rollback_works_on_expanded_schema_and_is_refused_after_finalize(ci_stac
 
     refused = run_cli("rollback", "--stack", TEST_STACK)
     assert refused.returncode == 1
-    assert "refusing to switch" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    # The colour to go back to was retired by finalize: nothing warm to return to.
+    assert "refusing to roll back" in refused.stderr and "retired since" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert requests.get(f"{ci_stack.live_url()}/version", timeout=5).json()["version"] == "2.2.0"
 
     redeploy_old = run_cli("deploy", "--stack", TEST_STACK, "1.0.0")

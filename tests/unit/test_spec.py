@@ -278,3 +278,31 @@ def test_stacks_dir_comes_from_the_environment(tmp_path, monkeypatch):
 def test_spec_error_is_a_value_error():
     # Callers that only know ValueError still catch it; the CLI turns it into one line on stderr.
     assert issubclass(SpecError, ValueError)
+
+
+# -- the watch after a switch (optional keys) ----------------------------------------------------
+
+
+def test_the_watch_is_on_by_default_for_the_shipped_stacks():
+    for stack in STACKS:
+        spec = load_stack(stack)
+        assert spec.watch_seconds > 0 and spec.watch_min_requests >= 1, stack
+
+
+def test_watch_keys_are_read_and_zero_turns_it_off(tmp_path):
+    config = {**ci_config(), "cutover:watchSeconds": "0", "cutover:watchMax5xxPercent": 2.5, "cutover:watchMinRequests": 50, "cutover:watchMaxResponseMs": 800}
+    write_stack(tmp_path, "w", config)
+    spec = load_stack("w", tmp_path)
+    assert (spec.watch_seconds, spec.watch_max_5xx_percent, spec.watch_min_requests, spec.watch_max_response_ms) == (0, 2.5, 50, 800)
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("cutover:watchSeconds", -1), ("cutover:watchSeconds", "ten"), ("cutover:watchMax5xxPercent", 101),
+     ("cutover:watchMax5xxPercent", "lots"), ("cutover:watchMinRequests", 0), ("cutover:watchMaxResponseMs", True)],
+)
+def test_bad_watch_values_name_key_and_file(tmp_path, key, value):
+    path = write_stack(tmp_path, "bad", {**ci_config(), key: value})
+    with pytest.raises(SpecError) as raised:
+        load_stack("bad", tmp_path)
+    assert_one_sentence(str(raised.value), key, str(path))
