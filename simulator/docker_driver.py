@@ -174,7 +174,7 @@ class DockerDriver:
     def files_in_image(self, image: str, directory: str, suffix: str) -> dict[str, str]:
         """The text of every ``*suffix`` file directly in ``directory`` of ``image``, read without
         running anything in it (a created, never started container, then removed)."""
-        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.role": "inspect"})
+        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.stack": self.spec.stack, "cutover.role": "inspect"})
         try:
             try:
                 stream, _ = container.get_archive(directory.rstrip("/") + "/.")

@@ -561,6 +561,9 @@ def changing(command: str | Callable[[dict], str]):
             name = command(values) if callable(command) else command
             snapshot = getattr(self, "ledger_snapshot", None)
             with self.ledger.command(name, values, snapshot) as operation:
+                if operation.parent is None and hasattr(self, "repair_leftovers"):
+                    # What a killed command left is repaired (or named) before this one changes anything.
+                    self.repair_leftovers(operation)
                 result = method(self, *args, **kwargs)
                 operation.details.update({k: v for k, v in _result_details(result).items() if k not in operation.details})
                 return result

@@ -351,8 +351,9 @@ class Simulator:
             for server in in_maint:
                 try:
                     proxy.set_server_state(idle, server, "ready")
-                except CutoverError:
-                    pass
+                except CutoverError as exc:
+                    # The proxy did not answer: the next changing command puts it back (simulator/repair.py).
+                    self.say(f"could not put {idle}/{server} back in rotation ({exc}); the next cutover command will")
             raise
         with steps("smoke"):
             instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
@@ -539,6 +540,18 @@ class Simulator:
                 return False, time.monotonic() - began
             time.sleep(0.1)
         return True, time.monotonic() - began
+
+    # -- what a killed command left (simulator/leftovers.py) ------------------------------------
+
+    def leftovers(self) -> list:
+        from simulator.repair import leftovers
+
+        return leftovers(self)
+
+    def repair_leftovers(self, operation) -> None:
+        from simulator.repair import repair
+
+        repair(self, operation)
 
     # -- the ledger's view ----------------------------------------------------------------------
 
