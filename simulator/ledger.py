@@ -51,9 +51,12 @@ CACHE_FILE = "ledger-cache.jsonl"
 OUTCOMES = ("ok", "refused", "failed", "interrupted")
 
 
+def state_root() -> Path:
+    return Path(os.environ.get("CUTOVER_STATE_DIR") or Path.home() / ".local/state/cutover")
+
+
 def state_dir(stack: str) -> Path:
-    root = Path(os.environ.get("CUTOVER_STATE_DIR") or Path.home() / ".local/state/cutover")
-    path = root / stack
+    path = state_root() / stack
     path.mkdir(parents=True, exist_ok=True)
     return path
 
