@@ -81,7 +81,7 @@ def find_leftovers(seen: Seen) -> list[Finding]:
         return []
     findings = _forced_states(seen) + _idle_pool(seen) + _one_shots(seen)
     if seen.stale_lock and not seen.holding_lock:
-        findings.append(Finding("stale-lock", f"cutover-{seen.stack}-lock", f"the stack's lock was left by a command that is gone ({seen.stale_lock})", True))
+        findings.append(Finding("stale-lock", f"cutover-{seen.stack}-lock", f"the stack's lock is stale: {seen.stale_lock}", True))
     return findings
 
 
@@ -111,7 +111,7 @@ def _idle_pool(seen: Seen) -> list[Finding]:
     # change to that colour was a replacement that did not finish.
     if whole or (not members and cause is None):
         return []
-    parts = [f"{idle} has {len(members)} of {seen.pool_size} containers"]
+    parts = [f"{idle} has {len(members)} of {seen.pool_size} containers" if len(members) < seen.pool_size else f"{idle}'s pool is half replaced"]
     if stopped:
         parts.append(f"{', '.join(stopped)} stopped")
     if len(versions) > 1:
