@@ -96,6 +96,7 @@ def rehearse(args: argparse.Namespace) -> dict:
     arguments = {"steps": args.steps, "mix": args.mix, "users": args.users, "phase_seconds": args.phase_seconds,
                  "from_version": args.from_version, "to_version": args.to_version}
     with sim.ledger.command("rehearse", arguments, sim.ledger_snapshot) as operation:
+        sim.repair_leftovers(operation)  # as every changing command does first (simulator/repair.py)
         summary = _rehearse(sim, args)
         operation.details["load"] = {k: v for k, v in summary.items() if k != "writes_missing_by_url"}
         operation.details["version"] = args.to_version

@@ -123,6 +123,9 @@ def _idle_pool(seen: Seen) -> list[Finding]:
         version = versions[-1] if len(versions) == 1 else None
     if cause is not None and cause.get("command") == "promote":
         fix = f"cutover promote {version} --to {seen.stack}"
+    elif cause is not None and cause.get("command") == "finalize":
+        # It was retiring this pool: finishing the finalize is the repair.
+        fix = f"cutover finalize --stack {seen.stack}"
     else:
         fix = f"cutover deploy {version or 'VERSION'} --stack {seen.stack}"
     return [Finding("half-replaced", idle, ", ".join(parts), False, fix=fix, colour=idle)]
@@ -135,7 +138,7 @@ def _unfinished_replacement(rows: tuple[dict, ...], colour: str) -> dict | None:
         command = row.get("command")
         if command in SETTLING and row.get("outcome") == "ok":
             return None
-        if command in REPLACING and _replaced_colour(row) == colour:
+        if (command in REPLACING or command == "finalize") and _replaced_colour(row) == colour:
             return row if row.get("outcome") in ("interrupted", "failed") else None
     return None
 

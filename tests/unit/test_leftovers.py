@@ -120,3 +120,11 @@ def test_a_stale_lock_is_shown_by_status_and_left_to_the_ledger_when_we_hold_the
 
 def test_without_a_running_proxy_no_pool_is_judged():
     assert find_leftovers(whole(live=None, containers=(), servers={}, rows=(deploy_row(2, "interrupted"),))) == []
+
+
+def test_a_finalize_killed_while_retiring_the_idle_pool_is_finished_by_finalize():
+    containers = (app("blue", 1, "2.0.0"), app("blue", 2, "2.0.0"), app("green", 2))
+    rows = (deploy_row(3, "ok"), {"seq": 4, "command": "finalize", "outcome": "interrupted", "version": "2.0.0", "colours_before": {"live": "blue"}})
+    finding = find_leftovers(whole(containers=containers, rows=rows))[0]
+    assert finding.fix == "cutover finalize --stack x"
+    assert "left by an interrupted finalize of 2.0.0 (ledger seq 4)" in finding.problem
