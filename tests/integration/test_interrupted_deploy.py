@@ -113,7 +113,7 @@ def test_a_deploy_killed_while_replacing_the_idle_pool_is_named_repaired_and_red
     print(switch.stdout, switch.stderr)
     assert switch.returncode == 1, switch.stdout + switch.stderr
     assert f"repaired: {idle}/{idle}-1 is held in MAINT" in switch.stdout and "set back to ready" in switch.stdout
-    assert f"leftover: {idle} has" in switch.stdout
+    assert f"leftover: {idle}" in switch.stdout and "run 'cutover deploy 2.0.0 --stack repair'" in switch.stdout
     assert "MAINT" not in server_states(client, idle).values(), server_states(client, idle)
     audit = json.loads(cli(stacks, "audit", "--json").stdout)
     last_switch = [r for r in audit if r.get("command") == "switch" and r.get("phase") == "end"][-1]
@@ -185,3 +185,28 @@ def test_an_engine_that_stops_answering_mid_command_is_one_sentence(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("error: the Docker engine stopped answering (") and lines[0].endswith("."), lines[0]
+
+
+def test_a_deploy_hung_up_on_puts_the_idle_servers_back_on_its_way_out(stacks):
+    """SIGHUP (the operator's terminal went away) is caught like Ctrl-C: the deploy puts back the
+    servers it took out of rotation, and says in one sentence that it was interrupted."""
+    client = docker.from_env()
+    idle = "green"
+    deploy = subprocess.Popen(command(stacks, "deploy", "3.0.0"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 600
+        while "MAINT" not in server_states(client, idle).values():
+            assert deploy.poll() is None, "the deploy ended before it took the idle servers out of rotation"
+            assert time.monotonic() < deadline, "the deploy never took the idle servers out of rotation"
+            time.sleep(0.05)
+        deploy.send_signal(signal.SIGHUP)
+        _, stderr = deploy.communicate(timeout=120)
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    assert deploy.returncode == 1, stderr
+    assert stderr.strip().splitlines() == ["error: interrupted by SIGHUP; 'cutover status' shows anything it left half-done."], stderr
+    assert "MAINT" not in server_states(client, idle).values(), server_states(client, idle)
+    audit = json.loads(cli(stacks, "audit", "--json").stdout)
+    assert [r for r in audit if r.get("command") == "deploy" and r.get("phase") == "end"][-1]["outcome"] == "interrupted"
