@@ -98,15 +98,27 @@ def _forced_states(seen: Seen) -> list[Finding]:
     return findings
 
 
+def needs_history(seen: Seen) -> bool:
+    """Whether the judgement needs the ledger's rows: only an idle pool that is not whole is
+    judged by them (reading the ledger costs a round trip to the engine on every command)."""
+    return seen.live is not None and not _idle_members(seen)[2]
+
+
+def _idle_members(seen: Seen) -> tuple[list[ObservedContainer], list[str], bool]:
+    idle = other_colour(seen.live)
+    members = sorted((c for c in seen.containers if c.role == "app" and c.colour == idle), key=lambda c: c.name)
+    stopped = [m.name for m in members if not m.running]
+    versions = {m.version for m in members if m.version}
+    return members, stopped, len(members) == seen.pool_size and not stopped and len(versions) == 1
+
+
 def _idle_pool(seen: Seen) -> list[Finding]:
     if seen.live is None:
         return []  # no proxy: the stack is down or not up yet, 'up' is the answer, not a repair
     idle = other_colour(seen.live)
-    members = sorted((c for c in seen.containers if c.role == "app" and c.colour == idle), key=lambda c: c.name)
+    members, stopped, whole = _idle_members(seen)
     cause = _unfinished_replacement(seen.rows, idle)
-    stopped = [m.name for m in members if not m.running]
     versions = sorted({m.version for m in members if m.version})
-    whole = len(members) == seen.pool_size and not stopped and len(versions) == 1
     # An empty idle pool is what 'finalize' leaves on purpose; it is a leftover only when the last
     # change to that colour was a replacement that did not finish.
     if whole or (not members and cause is None):

@@ -331,9 +331,11 @@ class Simulator:
                 actions = plan_deploy(self.spec, self.driver.observe(), idle, version, artefact.image_id)
                 servers = [s.server for s in proxy.servers(idle)]
                 for server in servers:
+                    # Noted before it is asked: a signal landing while the proxy carries it out must
+                    # still put it back (ready on a server that never left is a no-op).
+                    in_maint.append(server)
                     # Out of rotation before its container goes away: no health-check flapping, no new requests.
                     proxy.set_server_state(idle, server, "maint")
-                    in_maint.append(server)
                 for action in actions:
                     self.say(action.describe())
                     self.driver.apply(action)

@@ -10,12 +10,13 @@ operator's back: which version it should run is theirs to say.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import docker.errors
 
 from simulator.errors import CutoverError
-from simulator.leftovers import ONE_SHOT_ROLES, Finding, OneShot, Seen, find_leftovers
+from simulator.leftovers import ONE_SHOT_ROLES, Finding, OneShot, Seen, find_leftovers, needs_history
 from simulator.ledger import Operation, commands, parse_records
 from stacks.spec import COLOURS, PROJECT
 from stacks.topology import proxy_container_name
@@ -30,8 +31,14 @@ def observe(sim: "Simulator", holding_lock: bool) -> Seen:
     live, servers = None, {}
     if proxy is not None and proxy.running:
         api = sim.proxy
-        live = api.colours()["live"]
-        servers = {colour: tuple(api.servers(colour)) for colour in COLOURS}
+        try:
+            live = api.colours()["live"]
+            rows = api.servers_by_backend()  # one read of the stats for both colours: each exec costs
+        except CutoverError:
+            # A proxy not answering yet (restarting) is for 'up' or the command's own checks to
+            # handle; the pools and servers are not judged without it.
+            live, rows = None, {}
+        servers = {colour: tuple(rows.get(colour, ())) for colour in COLOURS}
     lock_held_by = stale = None
     if not holding_lock:
         holder = sim.ledger.holder()
@@ -39,19 +46,21 @@ def observe(sim: "Simulator", holding_lock: bool) -> Seen:
             stale = sim.ledger.stale_reason(holder)
             if stale is None:
                 lock_held_by = holder.labels.get("cutover.lock.command", "?")
-    lines, _ = sim.ledger.read() if sim.ledger.exists() else ([], None)
-    return Seen(
+    seen = Seen(
         stack=sim.spec.stack,
         pool_size=sim.spec.pool_size,
         live=live,
         containers=tuple(observed.containers.values()),
         servers=servers,
         one_shots=tuple(_one_shots(sim)),
-        rows=tuple(commands(parse_records(lines))),
         lock_held_by=lock_held_by,
         stale_lock=stale,
         holding_lock=holding_lock,
     )
+    if needs_history(seen) and sim.ledger.exists():
+        lines, _ = sim.ledger.read()
+        seen = replace(seen, rows=tuple(commands(parse_records(lines))))
+    return seen
 
 
 def _one_shots(sim: "Simulator") -> list[OneShot]:
@@ -75,7 +84,13 @@ def repair(sim: "Simulator", operation: Operation) -> None:
     """At the start of a changing command (lock held): repair what is safe, say each repair in one
     line and list it in the command's end record (``repaired``); name what is not."""
     repaired, named = [], []
-    for finding in find_leftovers(observe(sim, holding_lock=True)):
+    try:
+        findings = find_leftovers(observe(sim, holding_lock=True))
+    except (CutoverError, docker.errors.APIError) as exc:
+        # Looking is a courtesy to this command, never a reason to stop it.
+        sim.say(f"could not check for leftovers of an earlier command: {exc}")
+        return
+    for finding in findings:
         if not finding.automatic:
             sim.say(f"leftover: {finding.describe()}")
             named.append(finding.describe())

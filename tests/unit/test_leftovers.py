@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulator.leftovers import Finding, OneShot, Seen, find_leftovers
+from simulator.leftovers import Finding, OneShot, Seen, find_leftovers, needs_history
 from simulator.planner import ObservedContainer
 from simulator.proxy_api import ServerState
 
@@ -128,3 +128,10 @@ def test_a_finalize_killed_while_retiring_the_idle_pool_is_finished_by_finalize(
     finding = find_leftovers(whole(containers=containers, rows=rows))[0]
     assert finding.fix == "cutover finalize --stack x"
     assert "left by an interrupted finalize of 2.0.0 (ledger seq 4)" in finding.problem
+
+
+def test_the_ledger_is_read_only_for_an_idle_pool_that_is_not_whole():
+    assert not needs_history(whole())
+    assert needs_history(whole(containers=(app("blue", 1), app("blue", 2))))  # empty: retired, or left by a deploy?
+    assert needs_history(whole(containers=(app("blue", 1), app("blue", 2), app("green", 1), app("green", 2, running=False))))
+    assert not needs_history(whole(live=None))
