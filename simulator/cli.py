@@ -16,7 +16,7 @@ import urllib3.exceptions
 from rich.console import Console
 from rich.table import Table
 
-from loadtests.options import check_phase_seconds, check_users, parse_steps
+from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
 from simulator.errors import CutoverError
 from simulator.images import short_id
 from stacks.app import AppError
@@ -289,7 +289,7 @@ def status(stack: str, as_json: bool) -> None:
 @click.option("--to-version", default=None, help="Version deployed to the idle colour (default: live major + 1).")
 @click.option("--steps", default="deploy,switch,rollback,switch", show_default=True, callback=lambda ctx, param, value: ",".join(_checked(parse_steps, value)),
               help="The scenario: deploy, switch and rollback steps, comma-separated.")
-@click.option("--mix", type=click.Choice(["read-write", "read"]), default="read-write", show_default=True,
+@click.option("--mix", type=click.Choice(list(MIXES)), default="read-write", show_default=True,
               help="read-write: users also write items and read them back (every 201 is checked afterwards); read: reads only.")
 @click.option("--out", default=None, help="Where to write the per-request record (CSV).")
 def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, mix: str, out: str | None) -> None:
