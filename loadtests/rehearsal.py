@@ -18,12 +18,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, NoReturn
 
 from rich.console import Console
 from rich.table import Table
 
 import requests
 
+from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
 from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, flip_figures, phase_figures, write_csv
 from simulator.errors import CutoverError
 from simulator.ledger import state_dir
@@ -33,20 +35,38 @@ from simulator.smoke import TIMEOUT_S
 from stacks.app import AppSpec
 from stacks.spec import SpecError
 
-STEPS = ("deploy", "switch", "rollback")
-MIXES = ("read-write", "read")
 # Wide enough for the tables when the output is a log file rather than a terminal.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one sentence and exit status 1, as everywhere in cutover (not argparse's usage
+    block and 2: it would list options 'cutover rehearse' does not have)."""
+
+    def error(self, message: str) -> NoReturn:
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/bold red] {message.rstrip('.')}.")
+        sys.exit(1)
+
+
+def _checked(check: Callable, convert: Callable = str) -> Callable:
+    def parse(text: str):
+        try:
+            return check(convert(text))
+        except ValueError as exc:
+            # argparse prefixes the option's name: "argument --users: 0 users would send no load..."
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="cutover rehearse", description=__doc__)
+    parser = _Parser(prog="cutover rehearse", description=__doc__)
     parser.add_argument("--stack", default="dev")
-    parser.add_argument("--users", type=int, default=40)
-    parser.add_argument("--phase-seconds", type=float, default=8.0)
+    parser.add_argument("--users", type=_checked(check_users, _number(int)), default=40)
+    parser.add_argument("--phase-seconds", type=_checked(check_phase_seconds, _number(float)), default=8.0)
     parser.add_argument("--to-version", default=None, help="version to deploy (default: the live major version + 1)")
     parser.add_argument("--from-version", default=None)
-    parser.add_argument("--steps", default="deploy,switch,rollback,switch",
+    parser.add_argument("--steps", type=_checked(parse_steps), default="deploy,switch,rollback,switch",
                         help="comma-separated steps, each one of: deploy, switch, rollback")
     parser.add_argument("--mix", choices=MIXES, default="read-write",
                         help="read-write: everything the users do; read: leaves out tasks tagged 'write' (and the write probe)")
@@ -54,14 +74,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="CSV file for the per-request record")
     parser.add_argument("--summary", default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
-    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
-    bad = [s for s in steps if s not in STEPS]
-    if bad or not steps:
-        parser.error(f"--steps: {bad[0] if bad else 'nothing'} is not a step; use {', '.join(STEPS)}.")
-    if args.users < 1 or args.phase_seconds <= 0:
-        parser.error("--users and --phase-seconds must be positive.")
-    args.steps = steps
+    if isinstance(args.steps, str):  # the default is not passed through type
+        args.steps = parse_steps(args.steps)
     return args
+
+
+def _number(kind: type) -> Callable[[str], float]:
+    def convert(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+    return convert
 
 
 def rehearse(args: argparse.Namespace) -> dict:
@@ -71,6 +96,7 @@ def rehearse(args: argparse.Namespace) -> dict:
     arguments = {"steps": args.steps, "mix": args.mix, "users": args.users, "phase_seconds": args.phase_seconds,
                  "from_version": args.from_version, "to_version": args.to_version}
     with sim.ledger.command("rehearse", arguments, sim.ledger_snapshot) as operation:
+        sim.repair_leftovers(operation)  # as every changing command does first (simulator/repair.py)
         summary = _rehearse(sim, args)
         operation.details["load"] = {k: v for k, v in summary.items() if k != "writes_missing_by_url"}
         operation.details["version"] = args.to_version

@@ -7,12 +7,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 
 import click
 import docker.errors
+import requests.exceptions
+import urllib3.exceptions
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
 from simulator.errors import CutoverError
 from simulator.images import short_id
 from stacks.app import AppError
@@ -30,7 +34,23 @@ stack_option = click.option(
 def _simulator(stack: str):
     from simulator.operations import Simulator  # imported late so --help never needs Docker
 
+    _check_state_dir(stack)
     return Simulator.for_stack(stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+
+
+def _check_state_dir(stack: str) -> None:
+    """Before anything is changed: a state directory found unwritable half-way would leave a change
+    made and its secret or ledger cache not kept."""
+    from simulator.ledger import state_dir, state_root
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=state_dir(stack), prefix=".writable-"):
+            pass
+    except OSError as exc:
+        raise CutoverError(
+            f"the state directory {state_root()} cannot be written ({exc.strerror}); "
+            f"set CUTOVER_STATE_DIR to a directory you can write."
+        ) from None
 
 
 def _fail(message: str) -> None:
@@ -41,6 +61,21 @@ def _fail(message: str) -> None:
 class _Group(click.Group):
     """Turns the errors users cause into one sentence and exit status 1, never a traceback."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name or "cutover", complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            # click's own is a usage block and exit status 2; ours is one sentence and 1.
+            _fail(usage_sentence(exc))
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except click.exceptions.Abort as exc:
+            # Ctrl-C, SIGTERM or SIGHUP: the ledger says 'interrupted'; 'status' shows anything left.
+            _fail(f"{str(exc.__cause__ or '') or 'interrupted by Ctrl-C'}; 'cutover status' shows anything it left half-done.")
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -49,6 +84,22 @@ class _Group(click.Group):
         except docker.errors.APIError as exc:
             # The engine refused something we asked for: say what, without a traceback.
             _fail(f"the Docker engine refused: {exc.explanation or exc}")
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, docker.errors.DockerException) as exc:
+            # Not an answer but none: a timeout (CUTOVER_ENGINE_TIMEOUT_S), a dropped connection.
+            _fail(f"the Docker engine stopped answering ({exc.__class__.__name__}); check it runs ('docker info'), "
+                  f"then 'cutover status' shows anything this command left half-done.")
+
+
+def usage_sentence(exc: click.UsageError) -> str:
+    """One sentence for a usage error, naming the command and the option (and value) at fault."""
+    path = exc.ctx.command_path if exc.ctx else "cutover"
+    if isinstance(exc, click.exceptions.NoSuchOption):
+        guess = f" (did you mean {' or '.join(exc.possibilities)}?)" if exc.possibilities else ""
+        problem = f"'{path}' has no option {exc.option_name}{guess}"
+    else:
+        message = exc.format_message().rstrip(".")
+        problem = f"{path}: {message[:1].lower()}{message[1:]}"
+    return f"{problem} (see '{path} --help')."
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,8 +114,10 @@ def main(stacks_dir: str | None) -> None:
     (cutover:app, an app definition: docs/app.md). Traffic enters on the stack's live port; the
     idle colour answers on the preview port.
     """
-    # A SIGTERM ends a command like Ctrl-C does: its end record says 'interrupted', its lock goes.
+    # A SIGTERM or SIGHUP (the terminal went away) ends a command like Ctrl-C does: every server it
+    # took out of rotation goes back, its end record says 'interrupted', its lock goes.
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGHUP, _terminated)
     if stacks_dir:
         if not os.path.isdir(stacks_dir):
             raise CutoverError(f"--stacks-dir {stacks_dir} is not a directory.")
@@ -225,7 +278,8 @@ def finalize(stack: str) -> None:
 @stack_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(stack: str, as_json: bool) -> None:
-    """Which colour is live, who really serves live traffic, each pool's version and health.
+    """Which colour is live, who really serves live traffic, each pool's version and health, and
+    what a killed command left behind.
 
     Exits 2 when no server of the live colour is UP in HAProxy (live traffic is served by the
     other colour, the fallback, or by nothing): monitoring can alert on it. A degraded stack
@@ -233,10 +287,13 @@ def status(stack: str, as_json: bool) -> None:
     """
     from simulator.health import LIVE_DOWN_EXIT
 
-    state = _simulator(stack).status(assess_health=True)
+    sim = _simulator(stack)
+    state = sim.status(assess_health=True)
     health = state.health
+    leftovers = sim.leftovers()
     if as_json:
-        click.echo(json.dumps(state.as_dict()))
+        click.echo(json.dumps({**state.as_dict(), "leftovers": [{"kind": f.kind, "subject": f.subject, "problem": f.problem, "fix": f.fix,
+                                                                 "automatic": f.automatic} for f in leftovers]}))
     else:
         table = Table(title=f"stack {stack}")
         for column in ("colour", "role", "version", "image", "healthy", "in proxy"):
@@ -252,18 +309,23 @@ def status(stack: str, as_json: bool) -> None:
         console.print(table)
         for problem in health.problems:
             err_console.print(f"[bold {'red' if health.live_down else 'yellow'}]warning:[/] stack {stack} is degraded: {problem}")
+        for finding in leftovers:
+            console.print(f"[yellow]leftover:[/yellow] {finding.describe()}")
     if health.live_down:
         sys.exit(LIVE_DOWN_EXIT)
 
 
 @main.command()
 @stack_option
-@click.option("--users", default=40, show_default=True, help="Concurrent keep-alive Locust users.")
-@click.option("--phase-seconds", default=8.0, show_default=True, help="Load time before and after each step.")
+@click.option("--users", type=int, default=40, show_default=True, callback=lambda ctx, param, value: _checked(check_users, value),
+              help="Concurrent keep-alive Locust users (1 or more).")
+@click.option("--phase-seconds", type=float, default=8.0, show_default=True, callback=lambda ctx, param, value: _checked(check_phase_seconds, value),
+              help="Load time before and after each step (seconds, above 0).")
 @click.option("--from-version", default=None, help="Version expected live at the start (default: what runs now).")
 @click.option("--to-version", default=None, help="Version deployed to the idle colour (default: live major + 1).")
-@click.option("--steps", default="deploy,switch,rollback,switch", show_default=True, help="The scenario: deploy, switch and rollback steps, comma-separated.")
-@click.option("--mix", type=click.Choice(["read-write", "read"]), default="read-write", show_default=True,
+@click.option("--steps", default="deploy,switch,rollback,switch", show_default=True, callback=lambda ctx, param, value: ",".join(_checked(parse_steps, value)),
+              help="The scenario: deploy, switch and rollback steps, comma-separated.")
+@click.option("--mix", type=click.Choice(list(MIXES)), default="read-write", show_default=True,
               help="read-write: users also write items and read them back (every 201 is checked afterwards); read: reads only.")
 @click.option("--out", default=None, help="Where to write the per-request record (CSV).")
 def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, mix: str, out: str | None) -> None:
@@ -285,8 +347,16 @@ def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | N
     sys.exit(subprocess.call(command, env=os.environ.copy()))
 
 
+def _checked(check, value):
+    """An option checked by the rehearsal's own rules (loadtests/options.py) here, before its process starts."""
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 def _terminated(signum, frame) -> None:
-    raise KeyboardInterrupt("terminated (SIGTERM)")
+    raise KeyboardInterrupt(f"interrupted by {signal.Signals(signum).name}")
 
 
 @main.command()

@@ -10,6 +10,7 @@ from typing import Callable
 
 import docker
 import docker.errors
+import requests.exceptions
 
 from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
@@ -24,17 +25,31 @@ def connect(docker_host: str | None = None) -> docker.DockerClient:
     """The engine a stack names (its ``docker:host``: unix, tcp or ssh), or, without one, the local
     engine (DOCKER_HOST or the default socket); else one clear sentence why not."""
     where = docker_host or os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    timeout = engine_timeout()
     try:
         if docker_host:
             # ssh:// through the system's ssh client (its config, keys and known hosts), as the docker CLI does.
-            client = docker.DockerClient(base_url=docker_host, timeout=120, use_ssh_client=docker_host.startswith("ssh://"))
+            client = docker.DockerClient(base_url=docker_host, timeout=timeout, use_ssh_client=docker_host.startswith("ssh://"))
         else:
-            client = docker.from_env(timeout=120)
+            client = docker.from_env(timeout=timeout)
         client.ping()
         return client
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         hint = "start one, e.g. with 'make engine'" if where.startswith("unix://") else "check the stack's docker:host and that the engine is reachable from here"
         raise CutoverError(f"no Docker engine answers at {where} ({exc.__class__.__name__}); {hint}.") from None
+
+
+def engine_timeout() -> float:
+    """How long one engine call may go unanswered: CUTOVER_ENGINE_TIMEOUT_S, default 120 s (an
+    image build or a graceful stop is one call)."""
+    text = os.environ.get("CUTOVER_ENGINE_TIMEOUT_S") or "120"
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise CutoverError(f"CUTOVER_ENGINE_TIMEOUT_S={text!r} is not a number of seconds above 0.")
+    return value
 
 
 class DockerDriver:
@@ -174,7 +189,7 @@ class DockerDriver:
     def files_in_image(self, image: str, directory: str, suffix: str) -> dict[str, str]:
         """The text of every ``*suffix`` file directly in ``directory`` of ``image``, read without
         running anything in it (a created, never started container, then removed)."""
-        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.role": "inspect"})
+        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.stack": self.spec.stack, "cutover.role": "inspect"})
         try:
             try:
                 stream, _ = container.get_archive(directory.rstrip("/") + "/.")

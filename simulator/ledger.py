@@ -51,9 +51,12 @@ CACHE_FILE = "ledger-cache.jsonl"
 OUTCOMES = ("ok", "refused", "failed", "interrupted")
 
 
+def state_root() -> Path:
+    return Path(os.environ.get("CUTOVER_STATE_DIR") or Path.home() / ".local/state/cutover")
+
+
 def state_dir(stack: str) -> Path:
-    root = Path(os.environ.get("CUTOVER_STATE_DIR") or Path.home() / ".local/state/cutover")
-    path = root / stack
+    path = state_root() / stack
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -561,6 +564,9 @@ def changing(command: str | Callable[[dict], str]):
             name = command(values) if callable(command) else command
             snapshot = getattr(self, "ledger_snapshot", None)
             with self.ledger.command(name, values, snapshot) as operation:
+                if operation.parent is None and hasattr(self, "repair_leftovers"):
+                    # What a killed command left is repaired (or named) before this one changes anything.
+                    self.repair_leftovers(operation)
                 result = method(self, *args, **kwargs)
                 operation.details.update({k: v for k, v in _result_details(result).items() if k not in operation.details})
                 return result

@@ -372,9 +372,11 @@ class Simulator:
                 actions = plan_deploy(self.spec, self.driver.observe(), idle, version, artefact.image_id)
                 servers = [s.server for s in proxy.servers(idle)]
                 for server in servers:
+                    # Noted before it is asked: a signal landing while the proxy carries it out must
+                    # still put it back (ready on a server that never left is a no-op).
+                    in_maint.append(server)
                     # Out of rotation before its container goes away: no health-check flapping, no new requests.
                     proxy.set_server_state(idle, server, "maint")
-                    in_maint.append(server)
                 for action in actions:
                     self.say(action.describe())
                     self.driver.apply(action)
@@ -392,8 +394,9 @@ class Simulator:
             for server in in_maint:
                 try:
                     proxy.set_server_state(idle, server, "ready")
-                except CutoverError:
-                    pass
+                except CutoverError as exc:
+                    # The proxy did not answer: the next changing command puts it back (simulator/repair.py).
+                    self.say(f"could not put {idle}/{server} back in rotation ({exc}); the next cutover command will")
             raise
         with steps("smoke"):
             instances = self._smoke(self.spec.preview_url(), idle, version, f"{idle} {version}")
@@ -703,6 +706,18 @@ class Simulator:
                 return False, time.monotonic() - began
             time.sleep(0.1)
         return True, time.monotonic() - began
+
+    # -- what a killed command left (simulator/leftovers.py) ------------------------------------
+
+    def leftovers(self) -> list:
+        from simulator.repair import leftovers
+
+        return leftovers(self)
+
+    def repair_leftovers(self, operation) -> None:
+        from simulator.repair import repair
+
+        repair(self, operation)
 
     # -- the ledger's view ----------------------------------------------------------------------
 

@@ -84,18 +84,23 @@ class ProxyAPI:
         return rows
 
     def servers(self, backend: str) -> list[ServerState]:
-        return [
-            ServerState(
+        return self.servers_by_backend().get(backend, [])
+
+    def servers_by_backend(self) -> dict[str, list[ServerState]]:
+        """Every backend's servers from one read of the stats."""
+        found: dict[str, list[ServerState]] = {}
+        for row in self.stats():
+            if row["svname"] in ("FRONTEND", "BACKEND"):
+                continue
+            found.setdefault(row["pxname"], []).append(ServerState(
                 backend=row["pxname"],
                 server=row["svname"],
                 status=row["status"],
                 sessions=int(row["scur"] or 0),
                 check=row.get("check_status", "") or "",
                 check_code=row.get("check_code", "") or "",
-            )
-            for row in self.stats()
-            if row["pxname"] == backend and row["svname"] not in ("FRONTEND", "BACKEND")
-        ]
+            ))
+        return found
 
     def backend_sessions(self, backend: str) -> int:
         for row in self.stats():
