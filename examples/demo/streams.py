@@ -82,6 +82,10 @@ def events(environ, start_response, who: dict, headers: list[tuple[str, str]]):
     if not 1 <= count <= MAX_EVENTS:
         yield _refuse(start_response, "400 Bad Request", f"count must be a whole number from 1 to {MAX_EVENTS}", headers)
         return
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        # Headers only: gunicorn would otherwise run the whole stream to discard it.
+        start_response("200 OK", [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache"), *headers])
+        return
     if not _slots.acquire(blocking=False):
         yield _refuse(start_response, "503 Service Unavailable", f"this worker already serves {MAX_STREAMS} streams", headers + [("Retry-After", "1")])
         return
