@@ -53,12 +53,12 @@ def stack(tmp_path_factory, state_dir):
               "cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.0.1", "cutover:liveColor": "blue"}
     config.pop("cutover:livePort"), config.pop("cutover:previewPort")
     write_stack_file(root, STACK, LIVE_PORT, **config)
-    cli(root, "down", "--volumes")
+    cli(root, "down", "--volumes", "--ledger")
     remove_app_images(APP_NAME)
     result = cli(root, "up", timeout=1200)
     assert result.returncode == 0, result.stdout + result.stderr
     yield root
-    cli(root, "down", "--volumes")
+    cli(root, "down", "--volumes", "--ledger")
     remove_app_images(APP_NAME)
 
 
