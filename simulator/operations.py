@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
+from simulator.drain import docker_exec, drain
 from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.health import Health, PoolView, assess, observation, same_observation
 from simulator.images import Artefact, ImageBuilder, short_id, stream_image, tag_image
@@ -694,18 +695,25 @@ class Simulator:
         )
 
     def _drain(self, proxy: ProxyAPI, colour: str, strict: bool = True) -> tuple[bool, float]:
-        """Wait for ``colour``'s in-flight requests to finish, up to the stack's drain budget."""
+        """Wait for ``colour``'s in-flight requests to finish, up to the stack's drain budget; then
+        the app's drain hook, if it has one, ends the long-lived ones (simulator/drain.py)."""
         began = time.monotonic()
         budget = self.spec.drain_seconds
-        while proxy.backend_sessions(colour) > 0:
-            if time.monotonic() - began > budget:
-                if strict:
-                    # Still in flight after the budget: its own graceful stop (up to
-                    # APP_STOP_TIMEOUT_S) is the last line; say so rather than pretend.
-                    self.say(f"{colour} still has requests in flight after {budget}s; stopping gracefully (up to {self.spec.app.stop.grace_seconds}s)")
-                return False, time.monotonic() - began
-            time.sleep(0.1)
-        return True, time.monotonic() - began
+        hook = self.spec.app.drain
+        outcome = drain(
+            lambda: proxy.backend_sessions(colour), budget, hook,
+            lambda: [c.name for c in self.driver.observe().pool(colour) if c.running], docker_exec(self.client),
+        )
+        if outcome.hook_ran_in:
+            self.say(f"{colour} still had requests open after {budget}s: ran the app's drain hook in {', '.join(outcome.hook_ran_in)}")
+        for failure in outcome.hook_failures:
+            self.say(failure)
+        if not outcome.drained and strict:
+            # Still in flight after the budget: its own graceful stop (up to
+            # APP_STOP_TIMEOUT_S) is the last line; say so rather than pretend.
+            waited = budget + (hook.close_seconds if hook else 0)
+            self.say(f"{colour} still has requests in flight after {waited}s; stopping gracefully (up to {self.spec.app.stop.grace_seconds}s)")
+        return outcome.drained, time.monotonic() - began
 
     # -- what a killed command left (simulator/leftovers.py) ------------------------------------
 

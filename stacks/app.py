@@ -120,6 +120,19 @@ class Stop(_Strict):
         return value
 
 
+class Drain(_Strict):
+    """How the app ends long-lived requests (streams, long polls) that outlast the drain budget.
+
+    When a colour taken out of service still has requests open after ``cutover:drainSeconds``,
+    cutover runs ``command`` in each of its containers (like ``docker exec``); the app should then
+    end those requests at a message boundary, telling clients to reconnect (they reach the live
+    colour). cutover waits up to ``close_seconds`` more for them to close.
+    """
+
+    command: Command
+    close_seconds: int = Field(default=5, ge=1, le=300)
+
+
 class Request(_Strict):
     """One HTTP request cutover makes to the app, and what the answer must be."""
 
@@ -228,6 +241,7 @@ class AppSpec(_Strict):
     port: int = Field(ge=1, le=65535)
     health: Health
     stop: Stop = Stop()
+    drain: Drain | None = None
     env: dict[str, str] = {}
     smoke: tuple[Request, ...] = Field(min_length=1)
     write_probe: WriteProbe | None = None

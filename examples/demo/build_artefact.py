@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # The app itself: its modules (cutover_demo is the zipapp's entry point) and its Alembic migrations.
-APP_MODULES = ("cutover_demo.py", "service.py", "migrate.py", "db_settings.py", "healthcheck.py", "gunicorn_conf.py")
+APP_MODULES = ("cutover_demo.py", "service.py", "migrate.py", "db_settings.py", "healthcheck.py", "gunicorn_conf.py", "streams.py")
 APP_DIRS = ("migrations",)
 ENTRY_POINT = "cutover_demo:main"
 INTERPRETER = "/usr/bin/python3"  # the shebang; the image runs it as `python3 /srv/cutover-demo.pyz ...` anyway

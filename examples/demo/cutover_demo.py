@@ -8,6 +8,7 @@ the app definition runs goes through here:
   healthcheck [PATH]           Docker's HEALTHCHECK: exit 0 when GET PATH (default /healthz) answers 200
   run SCRIPT [ARGS]            run a Python file with the artefact's dependencies importable
   info                         this artefact's sha256, shiv build id and pinned dependencies (JSON)
+  end-streams                  the drain hook: end the /events streams open now, each with a final event
 
 Imports are per command, so a health check never loads SQLAlchemy.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("gunicorn", "migrate", "healthcheck", "run", "info")
+COMMANDS = ("gunicorn", "migrate", "healthcheck", "run", "info", "end-streams")
 
 
 def _name_process(name: str) -> None:
@@ -85,6 +86,10 @@ def main() -> int:
         return 0
     if command == "info":
         return info()
+    if command == "end-streams":
+        import streams
+
+        return streams.end_streams()
     print(__doc__, file=sys.stderr)
     print(f"cutover-demo: unknown command {' '.join(argv)!r}; use one of {', '.join(COMMANDS)}.", file=sys.stderr)
     return 2

@@ -14,3 +14,11 @@ timeout = 60
 accesslog = None
 errorlog = "-"
 loglevel = "warning"
+
+
+def post_worker_init(worker):
+    # After gunicorn installed the worker's signal handlers: a SIGTERM also ends the open /events
+    # streams at their next event, so a graceful stop finishes them instead of waiting them out.
+    import streams
+
+    streams.end_streams_on_sigterm()

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 import psycopg2
 import psycopg2.pool
 
+import streams
 from db_settings import connection_kwargs
 
 VERSION = os.environ.get("APP_VERSION", "0.0.0")
@@ -132,6 +133,8 @@ def application(environ, start_response):
         return _respond(start_response, "200 OK", {"status": "ok"})
     if path == "/version":
         return _respond(start_response, "200 OK", {"version": VERSION, "colour": COLOUR, "instance": INSTANCE})
+    if path == "/events":
+        return _events(environ, start_response)
     if path == "/slow":
         query = parse_qs(environ.get("QUERY_STRING", ""))
         try:
@@ -143,6 +146,13 @@ def application(environ, start_response):
         time.sleep(ms / 1000)
         return _respond(start_response, "200 OK", {"version": VERSION, "colour": COLOUR, "instance": INSTANCE, "slept_ms": ms})
     return _respond(start_response, "404 Not Found", {"error": f"no route for {path}"})
+
+
+def _events(environ, start_response):
+    """Server-sent events naming who serves them (streams.py), with the same X-App-* headers."""
+    who = {"version": VERSION, "colour": COLOUR, "instance": INSTANCE}
+    headers = [("X-App-Version", VERSION), ("X-App-Colour", COLOUR), ("X-App-Instance", INSTANCE)]
+    return streams.events(environ, start_response, who, headers)
 
 
 def _item(row: tuple) -> dict:

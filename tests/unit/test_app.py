@@ -51,6 +51,12 @@ def test_the_static_site_is_read_only_and_needs_nothing_of_the_demo():
 def test_a_minimal_definition_gets_the_documented_defaults(tmp_path):
     app = load_app(write_app(tmp_path, minimal()))
     assert (app.stop.signal, app.stop.grace_seconds, app.env, app.smoke[0].method, app.smoke[0].expect_status) == ("SIGTERM", 30, {}, "GET", 200)
+    assert app.drain is None
+
+
+def test_the_demo_declares_a_drain_hook_that_ends_its_streams():
+    app = load_app(DEMO)
+    assert app.drain is not None and app.drain.command[-1] == "end-streams" and app.drain.close_seconds == 5
 
 
 def test_prebuilt_images_are_tagged_with_the_version(tmp_path):
@@ -112,6 +118,9 @@ DB = {"env": {"DATABASE_URL": "postgresql://{user}:{password}@{host}/{name}"}}
         ({"write_probe": {"create": {"method": "POST", "path": "/things"}, "read": {"path": "/things"}}}, "write_probe"),
         ({"write_probe": {"create": {"path": "/things"}, "read": {"path": "/things/{id}"}}}, "write_probe"),
         ({"locustfile": "missing.py"}, "locustfile"),
+        ({"drain": {}}, "drain.command"),
+        ({"drain": {"command": "end-streams"}}, "drain.command"),
+        ({"drain": {"command": ["end"], "close_seconds": 0}}, "drain.close_seconds"),
     ],
 )
 def test_a_bad_definition_is_one_sentence_naming_the_field_and_the_file(tmp_path, change, named):

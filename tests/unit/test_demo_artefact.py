@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "examples/demo"
 SOURCE_FILES = ["build_artefact.py", "requirements.txt", "build-requirements.txt", "cutover_demo.py", "service.py", "migrate.py", "db_settings.py",
-                "healthcheck.py", "gunicorn_conf.py"]
+                "healthcheck.py", "gunicorn_conf.py", "streams.py"]
 
 pytestmark = pytest.mark.skipif(platform.machine() not in ("x86_64", "aarch64"), reason="the pinned wheels are for x86_64 and aarch64")
 
@@ -96,7 +96,7 @@ def test_the_zip_is_canonical_and_holds_the_app_and_its_pins(two_builds):
         assert names == sorted(names)
         assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
         assert {i.external_attr >> 16 for i in infos} == {0o100644}
-        for module in ("cutover_demo.py", "service.py", "migrate.py", "db_settings.py", "healthcheck.py", "gunicorn_conf.py",
+        for module in ("cutover_demo.py", "service.py", "migrate.py", "db_settings.py", "healthcheck.py", "gunicorn_conf.py", "streams.py",
                        "migrations/env.py", "migrations/versions/0001_create_items.py"):
             assert f"site-packages/{module}" in names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -123,5 +123,10 @@ def test_the_artefact_runs_its_commands(two_builds, tmp_path):
     assert describe.returncode == 0, describe.stderr
     answer = json.loads(describe.stdout.strip().splitlines()[-1])
     assert answer["contract"] == 1 and answer["version"] == "2.0.0" and answer["needs"] == "0002"
+    # The drain hook: it stamps the time in the file the app's open streams watch.
+    stamp = tmp_path / "end-streams"
+    ended = subprocess.run([sys.executable, str(artefact), "end-streams"], capture_output=True, text=True, env={**env, "APP_END_STREAMS_FILE": str(stamp)}, timeout=60)
+    assert ended.returncode == 0, ended.stderr
+    assert float(stamp.read_text()) > 0
     unknown = subprocess.run([sys.executable, str(artefact), "nonsense"], capture_output=True, text=True, env=env, timeout=60)
     assert unknown.returncode == 2 and "unknown command 'nonsense'" in unknown.stderr
