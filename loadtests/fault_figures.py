@@ -46,10 +46,7 @@ def recovered_at(records: Sequence[Record], fault_at: float, now: float, settle_
     """The moment traffic came back for good, if it has: the end of the last failure after the
     fault (or the fault itself), provided every request since has succeeded for ``settle_s`` and
     at least ``min_ok`` of them ended."""
-    since = fault_at
-    for record in records:
-        if record.failed and record.finished >= fault_at:
-            since = max(since, record.finished)
+    since = max([fault_at, *(r.finished for r in records if r.failed)])
     ok_since = sum(1 for r in records if r.started >= since and not r.failed)
     if now - since >= settle_s and ok_since >= min_ok:
         return since
