@@ -20,14 +20,14 @@ pytestmark = pytest.mark.docker
 
 STACK, LIVE_PORT = "faults", 19750
 # Hold on main today.
-SHORT = ["live-crash", "proxy-restart", "db-restart"]
+SHORT = ["live-crash", "proxy-restart", "db-restart", "two-switches-tmpdirs"]
 # Hold only once another part of issue 9 is merged. To enable one after the merge, move it to
 # SHORT (or run them all now with CUTOVER_FAULTS_PENDING=1 to see where they stand).
 PENDING = {
     "live-pool-killed": "fallback to the idle colour when no live server is up",
     "switch-killed-draining": "repair of interrupted commands: a retried switch never flips back",
-    "two-switches-tmpdirs": "one lock per stack and engine, whatever TMPDIR",
     "bad-version": "auto-rollback after a bad switch, and the demo's <v>-defect<PCT> versions",
+    "long-request-and-stream": "the demo's GET /events stream (skipped by the case while it answers 404)",
 }
 RUN_PENDING = os.environ.get("CUTOVER_FAULTS_PENDING") == "1"
 CASES = SHORT + (list(PENDING) if RUN_PENDING else [])
