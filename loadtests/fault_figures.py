@@ -35,11 +35,12 @@ class TrafficFigures:
 
 
 def error_kind(record: Record) -> str:
-    """``HTTP 503`` when a response came back, else the client's exception class (ConnectionRefusedError, ...)."""
-    if record.status:
+    """``HTTP 503`` for a failing status, else the client's exception class (ConnectionRefusedError,
+    ...), with the status when one came first (a body cut short after ``HTTP 200``)."""
+    if record.status and not 200 <= record.status < 300:
         return f"HTTP {record.status}"
-    name = record.error.split(":", 1)[0].strip()
-    return name or "no response"
+    name = record.error.split(":", 1)[0].strip() or "no response"
+    return f"{name} after HTTP {record.status}" if record.status else name
 
 
 def recovered_at(records: Sequence[Record], fault_at: float, now: float, settle_s: float, min_ok: int = 5) -> float | None:

@@ -26,6 +26,7 @@ def test_error_kinds_name_the_status_or_the_exception():
     assert error_kind(R(1, 2, 503, "HTTPError: 503")) == "HTTP 503"
     assert error_kind(R(1, 2, 0, "ConnectionRefusedError: [Errno 111] refused")) == "ConnectionRefusedError"
     assert error_kind(R(1, 2, 0, "")) == "no response"
+    assert error_kind(R(1, 2, 201, "HTTPConnectionClosed: closed")) == "HTTPConnectionClosed after HTTP 201"
 
 
 def test_errors_last_from_the_first_to_the_last_failure_after_the_fault():
