@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.fault_figures import recovered_at, traffic_figures
+from loadtests.sse import read_stream, reconnect_colour
 from loadtests.rehearsal import missing_writes
 from loadtests.users import rehearsal_users
 from simulator.ledger import state_dir
@@ -208,11 +209,12 @@ class Harness:
         for attempt in range(1, attempts + 1):
             live = self.live_colour()
             switched = self.cli("switch")
-            if not (switched.returncode != 0 and "refusing to switch" in switched.stderr and self.live_colour() == live) or attempt == attempts:
-                return switched
+            refused = switched.returncode != 0 and "refusing to switch" in switched.stderr and self.live_colour() == live
+            if not refused or attempt == attempts:
+                break
             notes.append(f"switch attempt {attempt} refused by its preflight: {last_line(switched.stderr)}")
             self.wait(lambda: self.pool_up(other_colour(live)) and self.docker_healthy(other_colour(live)), 60)
-        raise AssertionError("unreachable")
+        return switched
 
     def docker_healthy(self, colour: str) -> bool:
         pool = self.sim().status().pools[colour]
@@ -442,41 +444,6 @@ def long_request_and_stream(h: Harness) -> Fault:
         notes.append(f"stream: {events['events']} events from {events['colour'] or '-'}, end={events['ended']}, "
                      f"partial={events['partial']}, {events['error'] or 'closed'}; reconnected to {reconnected or '-'}")
     return Fault("a long request and a stream on the live colour across 'cutover switch'", expect_live=idle, checks=checks, notes=notes)
-
-
-def read_stream(base_url: str, limit_s: float) -> dict:
-    """Read GET /events (server-sent events) until it ends, at most ``limit_s``: how many events,
-    whether the last was ``event: end``, and whether it stopped in the middle of one."""
-    result = {"status": 0, "colour": "", "events": 0, "ended": False, "partial": False, "error": ""}
-    deadline = time.monotonic() + limit_s
-    try:
-        with requests.get(f"{base_url}/events", stream=True, timeout=(5, limit_s)) as answer:
-            result["status"], result["colour"] = answer.status_code, answer.headers.get(COLOUR_HEADER, "")
-            if answer.status_code != 200:
-                return result
-            block: list[str] = []
-            for line in answer.iter_lines(decode_unicode=True):
-                if line:
-                    block.append(line)
-                elif block:  # a blank line ends one event
-                    result["events"] += 1
-                    result["ended"] = "event: end" in block
-                    block = []
-                if result["ended"] or time.monotonic() > deadline:
-                    break
-            result["partial"] = bool(block)
-    except requests.RequestException as exc:
-        result["error"] = exc.__class__.__name__
-        result["partial"] = True
-    return result
-
-
-def reconnect_colour(base_url: str) -> str:
-    try:
-        with requests.get(f"{base_url}/events", stream=True, timeout=5) as answer:
-            return answer.headers.get(COLOUR_HEADER, "") if answer.status_code == 200 else ""
-    except requests.RequestException:
-        return ""
 
 
 @case("bad-version")
