@@ -669,6 +669,16 @@ def write_stack_file(stack: str, live_port: int, stacks_dir: Path) -> None:
     (stacks_dir / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
 
 
+def forget_images(client) -> None:
+    """Remove every artefact built for the suite's app (its stack is down, so none is in use)."""
+    for image in client.images.list(filters={"label": [f"cutover.app={APP_NAME}"]}):
+        for tag in image.tags or [image.id]:
+            try:
+                client.images.remove(tag, force=True)
+            except docker.errors.APIError:
+                pass  # already gone with another tag of the same image
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtests.faults", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", default="faults", help="the suite's own stack (default: faults)")
@@ -679,6 +689,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--recover-seconds", type=float, default=30.0, help="how long a case may take to recover by itself (default: 30)")
     parser.add_argument("--out", default="faults/results.json", help="where to write the results as JSON (default: faults/results.json)")
     parser.add_argument("--down", action="store_true", help="remove the stack (and its volumes) afterwards")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start from nothing: remove the stack and forget its app's images first (a version stays bound to the "
+                             "source it was first built from, so use it after changing the demo)")
     args = parser.parse_args(argv)
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in args.cases if c not in CASES]
@@ -716,6 +729,9 @@ def main(argv: list[str] | None = None) -> int:
     # The CLI commands a case runs read the same stack file.
     os.environ[STACKS_DIR_ENV] = str(stacks_dir)
     h = Harness(args.stack, stacks_dir)
+    if args.fresh:
+        h.cli("down", "--volumes")
+        forget_images(h.client)
     options = Options(users=args.users, recover_s=args.recover_seconds)
     results = []
     for name in args.cases:

@@ -38,7 +38,7 @@ def results(state_dir, tmp_path_factory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("faults") / "results.json"
     run = subprocess.run(
         [sys.executable, "-m", "loadtests.faults", "--stack", STACK, "--live-port", str(LIVE_PORT), "--cases", ",".join(CASES),
-         "--users", "5", "--recover-seconds", "30", "--out", str(out), "--down"],
+         "--users", "5", "--recover-seconds", "30", "--out", str(out), "--fresh", "--down"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, env=os.environ.copy(),
     )
     print(run.stdout, run.stderr)
