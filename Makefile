@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark
+.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine
 
 venv: $(VENV)/.installed
 
@@ -35,10 +35,19 @@ unit: venv
 benchmark: venv base-image
 	$(BIN)/python -m loadtests.benchmark --stack ci
 
+# The fault suite (README: "Breaking it on purpose"): every case but the engine restart.
+faults: venv base-image
+	$(BIN)/python -m loadtests.faults $(FAULTS_ARGS)
+
+# Kills this machine's Docker engine, every stack on it included: only on a machine of your own.
+faults-engine: venv base-image
+	$(BIN)/python -m loadtests.faults --cases engine-restart --allow-engine-restart $(FAULTS_ARGS)
+
 down: venv
 	$(BIN)/cutover down --stack $(STACK)
 
 clean: venv
 	-$(BIN)/cutover down --stack dev --volumes
 	-$(BIN)/cutover down --stack ci --volumes
+	-CUTOVER_STACKS_DIR=$${CUTOVER_STATE_DIR:-$$HOME/.local/state/cutover}/faults/stacks $(BIN)/cutover down --stack faults --volumes
 	rm -rf $(VENV)

@@ -1,0 +1,63 @@
+"""The short form of the fault suite (``make faults`` runs all of it): a few cases through
+``python -m loadtests.faults`` on a stack of its own, asserting only what must always hold.
+
+Real Docker, HAProxy, PostgreSQL and Locust load on 127.0.0.1. Durations and counts are printed,
+never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.docker
+
+STACK, LIVE_PORT = "faults", 19750
+# Hold on main today.
+SHORT = ["live-crash", "proxy-restart", "db-restart", "two-switches-tmpdirs"]
+# Hold only once another part of issue 9 is merged. To enable one after the merge, move it to
+# SHORT (or run them all now with CUTOVER_FAULTS_PENDING=1 to see where they stand).
+PENDING = {
+    "live-pool-killed": "fallback to the idle colour when no live server is up",
+    "switch-killed-draining": "repair of interrupted commands: a retried switch never flips back",
+    "bad-version": "auto-rollback after a bad switch, and the demo's <v>-defect<PCT> versions",
+    "long-request-and-stream": "the demo's GET /events stream (skipped by the case while it answers 404)",
+}
+RUN_PENDING = os.environ.get("CUTOVER_FAULTS_PENDING") == "1"
+CASES = SHORT + (list(PENDING) if RUN_PENDING else [])
+
+
+@pytest.fixture(scope="module")
+def results(state_dir, tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("faults") / "results.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "loadtests.faults", "--stack", STACK, "--live-port", str(LIVE_PORT), "--cases", ",".join(CASES),
+         "--users", "5", "--recover-seconds", "30", "--out", str(out), "--fresh", "--down"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1800, env=os.environ.copy(),
+    )
+    print(run.stdout, run.stderr)
+    assert out.exists(), run.stderr
+    return {r["case"]: r for r in json.loads(out.read_text())["cases"]}
+
+
+@pytest.mark.parametrize("case", [*SHORT, *(pytest.param(c, marks=pytest.mark.skipif(not RUN_PENDING, reason=f"needs {why}")) for c, why in PENDING.items())])
+def test_fault_case_holds(results, case):
+    r = results[case]
+    print(f"{case}: {r['requests']} requests, errors {r['errors_by_kind'] or 'none'} over {r['error_seconds']}s, "
+          f"recovered after {r['recovery_seconds']}s; notes: {r['notes']}")
+    assert r["outcome"] != "error", r["notes"]
+    assert r["requests"] > 0
+    assert r["writes_acknowledged"] > 0
+    assert r["writes_lost"] == 0, r["writes_missing_by_url"]
+    assert len(r["writes_missing_by_url"]) == 2  # read back through the live and the preview port
+    assert r["recovered"], f"traffic did not come back by itself: {r['errors_by_kind']}"
+    assert r["live_kept"], f"live {r['live_after']}, expected {r['live_expected']}"
+    assert r["errors_before_fault"] == 0 and r["errors_after_recovery"] == 0, "errors outside the fault's window"
+    assert all(r["checks"].values()), r["checks"]
+    assert r["outcome"] == "ok"
