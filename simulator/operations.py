@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import docker.errors
 
 from simulator.docker_driver import DockerDriver, connect, wait_until
-from simulator.drain import docker_exec, drain
+from simulator.drain import docker_exec, drain, run_hook, wait_closed
 from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.health import Health, PoolView, assess, observation, same_observation
 from simulator.images import Artefact, ImageBuilder, short_id, stream_image, tag_image
@@ -497,10 +497,26 @@ class Simulator:
             result.drained, result.drain_seconds = drained, round(drain_seconds, 3)
             return
         target, current = result.to_colour, result.from_colour
-        watched = watch(lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds)
+        hook = self.spec.app.drain
+        hook_ran: list[str] = []
+
+        def end_streams() -> None:
+            # The drain budget ran out inside the window: the app's hook ends the old colour's
+            # long-lived requests now, as `_drain` would, while the watch goes on.
+            hook_ran.extend(self._running_members(current)())
+            for failure in run_hook(hook_ran, hook, docker_exec(self.client)):
+                self.say(failure)
+            self.say(f"{current} still had requests open after {self.spec.drain_seconds}s: ran the app's drain hook in {', '.join(hook_ran)}")
+
+        watched = watch(
+            lambda seconds: proxy.watch_sample(target, current, seconds), policy, baseline, self.spec.drain_seconds,
+            at_drain_budget=end_streams if hook else None,
+        )
         result.drained, result.drain_seconds, result.watched_seconds = watched.drained, watched.drain_s, watched.watched_s
         if watched.verdict is not None:
             self._auto_rollback(proxy, result, watched.verdict, watched.last, after_flip)
+        if not result.drained and hook_ran:
+            result.drained = wait_closed(lambda: proxy.backend_sessions(current), hook.close_seconds)
 
     def rollback(self) -> SwitchResult:
         """Back to the colour and version that were live before the last switch (still running: instant)."""
@@ -702,7 +718,7 @@ class Simulator:
         hook = self.spec.app.drain
         outcome = drain(
             lambda: proxy.backend_sessions(colour), budget, hook,
-            lambda: [c.name for c in self.driver.observe().pool(colour) if c.running], docker_exec(self.client),
+            self._running_members(colour), docker_exec(self.client),
         )
         if outcome.hook_ran_in:
             self.say(f"{colour} still had requests open after {budget}s: ran the app's drain hook in {', '.join(outcome.hook_ran_in)}")
@@ -714,6 +730,9 @@ class Simulator:
             waited = budget + (hook.close_seconds if hook else 0)
             self.say(f"{colour} still has requests in flight after {waited}s; stopping gracefully (up to {self.spec.app.stop.grace_seconds}s)")
         return outcome.drained, time.monotonic() - began
+
+    def _running_members(self, colour: str) -> Callable[[], list[str]]:
+        return lambda: [c.name for c in self.driver.observe().pool(colour) if c.running]
 
     # -- what a killed command left (simulator/leftovers.py) ------------------------------------
 

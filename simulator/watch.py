@@ -105,12 +105,16 @@ def watch(
     interval_s: float = 0.25,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    at_drain_budget: Callable[[], None] | None = None,
 ) -> WatchOutcome:
     """Sample (``sample(seconds_since_flip)``) from the flip until the window is over and the old
     colour has drained, or until ``judge`` finds the new colour bad. The clock starts at the call,
-    which the caller makes right after the flip."""
+    which the caller makes right after the flip. ``at_drain_budget`` is called once, when the drain
+    budget runs out with the old colour still busy (the app's drain hook ends its streams then,
+    not at the end of a longer window)."""
     began = clock()
     drained_at: float | None = None
+    budget_spent = False
     count, last = 0, None
     while True:
         last = sample(clock() - began)
@@ -124,6 +128,10 @@ def watch(
         if verdict is not None:
             return WatchOutcome(verdict, count, round(elapsed, 3), drained_at is not None, round(drained_at if drained_at is not None else elapsed, 3), last)
         drain_over = drained_at is not None or elapsed >= drain_budget_s
+        if drained_at is None and drain_over and not budget_spent:
+            budget_spent = True
+            if at_drain_budget is not None:
+                at_drain_budget()
         if elapsed >= policy.window_s and drain_over:
             return WatchOutcome(None, count, round(elapsed, 3), drained_at is not None, round(drained_at if drained_at is not None else elapsed, 3), last)
         sleep(interval_s)

@@ -75,3 +75,23 @@ def test_watch_gives_up_on_a_drain_past_its_budget():
     clock = FakeClock()
     outcome = watch(lambda s: at(s, 0, 0, old_sessions=2), POLICY, BASE, drain_budget_s=15, interval_s=1, clock=clock, sleep=clock.sleep)
     assert outcome.verdict is None and not outcome.drained and outcome.watched_s == 15
+
+
+def test_the_drain_hook_runs_once_when_the_budget_runs_out_inside_the_window():
+    clock = FakeClock()
+    called_at = []
+    # Streams stay open on the old colour until the hook has run, then close.
+    outcome = watch(
+        lambda s: at(s, int(s * 10), 0, old_sessions=0 if called_at and s >= called_at[0] + 1 else 3), POLICY, BASE,
+        drain_budget_s=3, interval_s=1, clock=clock, sleep=clock.sleep, at_drain_budget=lambda: called_at.append(clock.now),
+    )
+    assert called_at == [3.0]
+    assert outcome.verdict is None and outcome.drained and outcome.watched_s == 10
+
+
+def test_no_drain_hook_when_the_old_colour_drained_in_time():
+    clock = FakeClock()
+    called = []
+    watch(lambda s: at(s, int(s * 10), 0, old_sessions=1 if s < 2 else 0), POLICY, BASE, drain_budget_s=3, interval_s=1,
+          clock=clock, sleep=clock.sleep, at_drain_budget=lambda: called.append(clock.now))
+    assert called == []
