@@ -16,7 +16,7 @@ import testinfra
 
 from stacks.proxy_config import ADMIN_SOCKET, COLOUR_MAP_DIR
 from stacks.spec import load_stack
-from stacks.topology import PROXY_RUN_AS, PROXY_UID, stack_containers
+from stacks.topology import DATABASE_DATA_DIR, PROXY_RUN_AS, PROXY_UID, stack_containers
 
 pytestmark = pytest.mark.docker
 
@@ -148,7 +148,7 @@ def test_no_command_line_holds_the_database_password(running, database_password)
     assert database_password not in command_lines
 
 
-def test_the_database_server_does_not_keep_the_password_in_its_environment(database_password, wait_healthy):
+def test_the_database_server_does_not_keep_the_password_in_its_environment(ci_stack, database_password, wait_healthy):
     db = next(c for c in CONTAINERS.values() if c.role == "database")
     host = testinfra.get_host(f"docker://{wait_healthy(db.name).name}")
     environ = host.file("/proc/1/environ").content
@@ -157,7 +157,7 @@ def test_the_database_server_does_not_keep_the_password_in_its_environment(datab
     assert (database_password.encode() in environ) is False, "PID 1's environment holds the password"
 
 
-def test_initialising_the_database_puts_the_password_on_no_command_line(docker_client, wait_healthy):
+def test_initialising_the_database_puts_the_password_on_no_command_line(ci_stack, docker_client, wait_healthy):
     """First start (initdb, the role, the database) of the image ci runs, with every program it
     executes wrapped to log its argv: the password must be in none of them.
 
@@ -221,19 +221,29 @@ def test_no_other_container_has_the_admin_socket(running):
         assert not host.file(ADMIN_SOCKET).exists
 
 
-# -- a state volume left by an older, root-run proxy ----------------------------------------------
+# -- volumes left by the older, root-run images -------------------------------------------------
+
+# role -> (where its volume is mounted, what the older image left in it, owned by whom).
+OLD_VOLUMES = {
+    "proxy": (COLOUR_MAP_DIR, "echo 'live green' > /old/colours.map", "0:0"),
+    "database": (DATABASE_DATA_DIR, "echo 15 > /old/PG_VERSION", "100:102"),
+}
 
 
-def test_a_root_owned_state_volume_is_refused_in_one_sentence(docker_client, proxy_container):
-    volume = docker_client.volumes.create("cutover-harden-test-rootstate", labels=TEST_LABELS)
+@pytest.mark.parametrize("role", sorted(OLD_VOLUMES))
+def test_a_volume_made_by_the_older_image_is_refused_in_one_sentence(role, ci_stack, docker_client, wait_healthy):
+    """Not a crash loop or a half-written map: one sentence with the command that fixes it."""
+    mount, leftover, owner = OLD_VOLUMES[role]
+    image = wait_healthy(next(c.name for c in CONTAINERS.values() if c.role == role)).attrs["Image"]
+    volume = docker_client.volumes.create(f"cutover-harden-test-old-{role}", labels=TEST_LABELS)
     try:
-        # What the older proxy left: maps written by root in a root-owned directory.
         docker_client.containers.run(
-            proxy_container.attrs["Image"], entrypoint=["sh", "-c", "echo 'live green' > /s/colours.map"],
-            user="root", volumes={volume.name: {"bind": "/s", "mode": "rw"}}, labels=TEST_LABELS, remove=True,
+            image, entrypoint=["sh", "-c", f"{leftover} && chown -R {owner} /old"],
+            user="root", volumes={volume.name: {"bind": "/old", "mode": "rw"}}, labels=TEST_LABELS, remove=True,
         )
         container = docker_client.containers.run(
-            proxy_container.attrs["Image"], volumes={volume.name: {"bind": COLOUR_MAP_DIR, "mode": "rw"}}, labels=TEST_LABELS, detach=True,
+            image, volumes={volume.name: {"bind": mount, "mode": "rw"}}, environment={"POSTGRES_PASSWORD": "unused"},
+            labels=TEST_LABELS, detach=True,
         )
         try:
             status = container.wait(timeout=60)["StatusCode"]
@@ -244,4 +254,3 @@ def test_a_root_owned_state_volume_is_refused_in_one_sentence(docker_client, pro
         assert len(stderr.strip().splitlines()) == 1 and "chown it once" in stderr, stderr
     finally:
         volume.remove(force=True)
-
