@@ -62,7 +62,15 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
         # no health.command), and then only HAProxy's own check stands between it and traffic.
         "wait": c.healthcheck is not None,
         "wait_timeout": HEALTHY_WAIT_TIMEOUT_S,
+        # Hardening, as the topology says. Each of these inputs replaces the container when it
+        # changes (docs/pulumi.md).
+        "read_only": c.read_only,
+        "capabilities": docker.ContainerCapabilitiesArgs(adds=list(c.cap_add), drops=list(c.cap_drop)),
+        "security_opts": list(c.security_opt),
+        "tmpfs": dict(c.tmpfs),
     }
+    if c.user:  # otherwise the image's own USER
+        args["user"] = c.user
     if c.command:  # otherwise the image's own CMD
         args["command"] = list(c.command)
     return args

@@ -141,6 +141,11 @@ class DockerDriver:
             port_bindings={f"{p.internal}/tcp": (p.ip, p.external) for p in spec.ports},
             restart_policy={"Name": spec.restart},
             binds={v.volume: {"bind": v.container_path, "mode": "rw"} for v in spec.volumes},
+            read_only=spec.read_only,
+            cap_add=list(spec.cap_add) or None,
+            cap_drop=list(spec.cap_drop) or None,
+            security_opt=list(spec.security_opt) or None,
+            tmpfs=dict(spec.tmpfs) or None,
         )
         networking = api.create_networking_config({spec.network: api.create_endpoint_config(aliases=[spec.hostname])})
         health = spec.healthcheck
@@ -148,6 +153,7 @@ class DockerDriver:
             image=spec.image,
             name=spec.name,
             hostname=spec.hostname,
+            user=spec.user or "",
             environment={**dict(spec.env), **{var: secret_value(template, self._secret(name)) for var, name, template in spec.secret_env}},
             command=list(spec.command) or None,
             labels=spec.labels_with_fingerprint(),

@@ -224,6 +224,57 @@ class ExpandOnlyMigrations(_Strict):
         return False
 
 
+# Linux capability names as Docker takes them (without the CAP_ prefix), e.g. NET_BIND_SERVICE.
+_CAPABILITY = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+
+
+class Security(_Strict):
+    """How locked down the app's containers (and its migration runs) are; docs/app.md.
+
+    Always: every Linux capability dropped and no privilege gain (no-new-privileges, so a setuid
+    binary cannot make a process root again). These fields only loosen that, on purpose and visibly.
+    """
+
+    # Added back after ALL are dropped: only what the app needs, e.g. NET_BIND_SERVICE for port 80.
+    capabilities: tuple[str, ...] = ()
+    # On by default: an app that writes outside ``writable`` (and its volumes) fails loudly at once,
+    # rather than a compromised one rewriting its own code.
+    read_only_root: bool = True
+    # Fresh, empty-at-start tmpfs mounts (with the image directory's owner and mode), the only
+    # writable places of a read-only root.
+    writable: tuple[str, ...] = ("/tmp",)
+    # Run as this user (name or uid[:gid]) instead of the image's USER; never root.
+    user: str | None = None
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if name == "ALL" or not _CAPABILITY.fullmatch(name) or name.startswith("CAP_"):
+                raise ValueError(f"must list single capability names without CAP_, like NET_BIND_SERVICE, got {name!r}")
+        return tuple(sorted(set(value)))
+
+    @field_validator("writable")
+    @classmethod
+    def _writable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if not path.startswith("/") or path.rstrip("/") == "" or ":" in path or "," in path:
+                raise ValueError(f"must be absolute directories other than '/', got {path!r}")
+        return tuple(dict.fromkeys(value))
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _USER.fullmatch(value):
+            raise ValueError(f"must be a user name or uid, optionally ':group', got {value!r}")
+        if value.split(":")[0] in ("root", "0"):
+            raise ValueError("must not be root: leave it out to run as the image's USER")
+        return value
+
+
 # Which contract a migrations block follows is decided by its shape, so an error names the fields
 # of the one the user meant rather than of both.
 Migrations = Annotated[
@@ -248,6 +299,7 @@ class AppSpec(_Strict):
     database: Database | None = None
     migrations: Migrations | None = None
     locustfile: str | None = None
+    security: Security = Security()
     # Where the file was read from: relative paths (build context, locustfile) are relative to it.
     directory: str = Field(default=".", exclude=True)
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from stacks.spec import COLOURS, StackSpec
 
-HAPROXY_CONFIG_PATH = "/usr/local/etc/haproxy/haproxy.cfg"
 ADMIN_SOCKET = "/run/haproxy/admin.sock"
 # On a named volume, so a restarted proxy keeps the colour it was last switched to.
 COLOUR_MAP_DIR = "/var/lib/haproxy/state"
+# Uploaded onto that volume at each container create: the proxy's root file system is read-only.
+HAPROXY_CONFIG_PATH = f"{COLOUR_MAP_DIR}/haproxy.cfg"
 COLOUR_MAP = f"{COLOUR_MAP_DIR}/colours.map"
 # Which version each colour runs, set at deploy through the runtime API (no reload) and saved beside
 # the colour map; the proxy stamps it on every response.

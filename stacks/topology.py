@@ -20,8 +20,10 @@ from stacks.proxy_config import (
 )
 from stacks.spec import COLOURS, PROJECT, StackSpec
 
-PROXY_IMAGE = "cutover-proxy:1"
-DATABASE_IMAGE = "cutover-postgres:15"
+# The tag's revision moves when an image changes incompatibly (2: non-root users with fixed ids, the
+# proxy's config on its state volume), so an engine shared with older checkouts keeps both.
+PROXY_IMAGE = "cutover-proxy:2"
+DATABASE_IMAGE = "cutover-postgres:15-2"
 DATABASE_HOSTNAME = "db"
 DATABASE_NAME = "cutover"
 DATABASE_USER = "cutover"
@@ -33,6 +35,19 @@ DB_PASSWORD_SECRET = "db-password"
 RESTART_POLICY = "unless-stopped"
 # In a secret env template, where the secret's value goes.
 SECRET_PLACEHOLDER = "{secret}"
+# Hardening every container of a stack gets: no capability unless one is added back by name, and
+# no privilege gain through setuid binaries or file capabilities.
+DROP_ALL_CAPABILITIES = ("ALL",)
+NO_NEW_PRIVILEGES = ("no-new-privileges",)
+# Options of every tmpfs we mount. Docker gives a tmpfs the image directory's mode but makes it
+# root's (unless uid/gid are given), so /tmp (1777 in every image) suits any user.
+TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=64m"
+# The users our own images' processes run as, with the fixed ids their Dockerfiles create them with:
+# a socket directory on a tmpfs must be owned by them, and a tmpfs takes only numeric ids.
+PROXY_RUN_AS = "haproxy"
+PROXY_UID = 990
+DATABASE_RUN_AS = "postgres"
+DATABASE_UID = 991
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,14 @@ class ContainerSpec:
     stop_signal: str = "SIGTERM"
     stop_timeout_s: int = 10
     labels: tuple[tuple[str, str], ...] = field(default=())
+    # Hardening (docs/app.md, "Security"). user None: the image's USER.
+    user: str | None = None
+    read_only: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = DROP_ALL_CAPABILITIES
+    security_opt: tuple[str, ...] = NO_NEW_PRIVILEGES
+    # (container path, mount options): fresh tmpfs mounts, the writable places of a read-only root.
+    tmpfs: tuple[tuple[str, str], ...] = ()
 
     def fingerprint(self) -> str:
         """A short digest of every input: equal fingerprints mean nothing to change."""
@@ -163,9 +186,15 @@ def proxy_container(spec: StackSpec) -> ContainerSpec:
             retries=3,
             start_period_s=5,
         ),
+        # The config goes onto the state volume (HAPROXY_CONFIG_PATH is in COLOUR_MAP_DIR): Docker
+        # refuses uploads into a read-only root, but not into a volume.
         uploads=(UploadSpec(HAPROXY_CONFIG_PATH, render_haproxy_config(spec, app_container_names(spec), spec.app.port)),),
         volumes=(VolumeMountSpec(proxy_state_volume(spec), COLOUR_MAP_DIR),),
         labels=_labels(spec, "proxy"),
+        # Frontends on ports above 1024 and an admin socket of its own: HAProxy needs no capability.
+        user=PROXY_RUN_AS,
+        read_only=True,
+        tmpfs=(*_tmpfs("/tmp"), ("/run/haproxy", _owned_by(PROXY_UID))),
     )
 
 
@@ -190,6 +219,10 @@ def database_container(spec: StackSpec) -> ContainerSpec:
         # A clean shutdown (checkpoint) rather than crash recovery on the next start.
         stop_timeout_s=60,
         labels=_labels(spec, "database"),
+        # Its data directory is the volume (owned by postgres), its socket directory a tmpfs.
+        user=DATABASE_RUN_AS,
+        read_only=True,
+        tmpfs=(*_tmpfs("/tmp"), ("/run/postgresql", _owned_by(DATABASE_UID))),
     )
 
 
@@ -214,6 +247,27 @@ def _database_client_env(spec: StackSpec) -> tuple[tuple[tuple[str, str], ...], 
     return tuple(plain), tuple(secret)
 
 
+def _tmpfs(*paths: str) -> tuple[tuple[str, str], ...]:
+    return tuple((path, TMPFS_OPTIONS) for path in paths)
+
+
+def _owned_by(uid: int) -> str:
+    # The user's private group has the same id (the Dockerfiles create both).
+    return f"{TMPFS_OPTIONS},uid={uid},gid={uid}"
+
+
+def _app_hardening(spec: StackSpec) -> dict:
+    """The app's security section as ContainerSpec fields: its containers and its migration runs
+    run the same image, so they get the same locks."""
+    security = spec.app.security
+    return {
+        "user": security.user,
+        "read_only": security.read_only_root,
+        "cap_add": security.capabilities,
+        "tmpfs": _tmpfs(*security.writable),
+    }
+
+
 def _version_env(spec: StackSpec, version: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v.replace("{version}", version)) for k, v in spec.app.env.items()))
 
@@ -234,6 +288,7 @@ def migration_container(spec: StackSpec, version: str, command: tuple[str, ...],
         command=tuple(command),
         restart="no",
         labels=_labels(spec, "migration", version=version),
+        **_app_hardening(spec),
     )
 
 
@@ -277,6 +332,7 @@ def app_container(spec: StackSpec, colour: str, index: int, version: str, image:
         stop_signal=app.stop.signal,
         stop_timeout_s=app.stop.grace_seconds,
         labels=_labels(spec, "app", colour, version),
+        **_app_hardening(spec),
     )
 
 

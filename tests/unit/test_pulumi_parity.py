@@ -94,6 +94,11 @@ def expected_inputs(c: ContainerSpec) -> dict:
         "labels": c.labels_with_fingerprint(),
         "stopSignal": c.stop_signal,
         "stopTimeout": c.stop_timeout_s,
+        "user": c.user,
+        "readOnly": c.read_only,
+        "capabilities": {"adds": list(c.cap_add), "drops": list(c.cap_drop)},
+        "securityOpts": list(c.security_opt),
+        "tmpfs": dict(c.tmpfs),
     }
 
 
