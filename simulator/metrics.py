@@ -11,8 +11,8 @@ end record's ``time``.
   recorded by ``build``/``deploy`` when the source is in git) to the switch that made it live.
   Unknown when no record of that version has a commit time; never guessed.
 - **Change failure rate**: deployments undone within the window (default one hour): the next
-  successful flip after it (a ``rollback``, or a ``switch``) brought back the version that was live
-  before, within the window. Failed deployments / deployments.
+  flip after it (a ``rollback``, an ``auto-rollback`` by the switch's watch, or a ``switch``)
+  brought back the version that was live before, within the window. Failed deployments / deployments.
 - **Time to restore**: for each failed deployment, from its switch to the flip that undid it.
 
 Medians are reported for the durations (as DORA does), with every value behind them.
@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from simulator.ledger import parse_time
 
 DEFAULT_WINDOW_S = 3600.0
-FLIPS = ("switch", "rollback")
+FLIPS = ("switch", "rollback", "auto-rollback")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class Flip:
 
 
 def moment(record: dict) -> datetime:
-    flipped = record.get("flipped_at")
+    flipped = record.get("flipped_back_at") if record.get("command") == "auto-rollback" else record.get("flipped_at")
     if isinstance(flipped, (int, float)):
         return datetime.fromtimestamp(flipped, tz=timezone.utc)
     return parse_time(record["time"])
@@ -54,15 +54,19 @@ def _live_version(colours: dict | None) -> str | None:
 
 
 def flips(records: list[dict]) -> list[Flip]:
-    """Every successful switch and rollback, in ledger order."""
+    """Every flip that happened, in the order it happened: successful switches and rollbacks, a
+    switch that was rolled back automatically (it ended ``failed``, but its version was live) and
+    the automatic rollback itself (recorded inside that switch, so before the switch's end)."""
     result = []
     for r in records:
-        if r.get("phase") != "end" or r.get("outcome") != "ok" or r.get("command") not in FLIPS:
+        if r.get("phase") != "end" or r.get("command") not in FLIPS:
+            continue
+        if r.get("outcome") != "ok" and not (r.get("command") == "switch" and r.get("auto_rollback")):
             continue
         before = r.get("from_version") or _live_version(r.get("colours_before"))
         after = r.get("to_version") or _live_version(r.get("colours_after"))
         result.append(Flip(r["seq"], r["command"], moment(r), before, after, r.get("actor")))
-    return result
+    return sorted(result, key=lambda flip: flip.at)
 
 
 def deployments(records: list[dict]) -> list[tuple[Flip, Flip | None]]:

@@ -105,3 +105,20 @@ def test_no_deployments_means_unknown_not_zero():
     assert figures["lead_time"]["median_seconds"] is None
     assert figures["change_failure_rate"]["rate"] is None
     assert figures["time_to_restore"]["median_seconds"] is None
+
+
+def test_a_switch_rolled_back_by_its_watch_is_a_failed_deployment():
+    s = Script()
+    s.end("up", at(), colours_after=colours("blue", "1.0.0", "1.0.0"), version="1.0.0")
+    flipped = (T0 + timedelta(minutes=10)).timestamp()
+    # The ledger as the watch writes it: the auto-rollback command (nested) ends before the switch.
+    s.end("auto-rollback", at(minutes=10, seconds=3), from_version="2.0.0-defect30", to_version="1.0.0", flipped_back_at=flipped + 2.5)
+    s.end("switch", at(minutes=10, seconds=4), outcome="failed", from_version="1.0.0", to_version="2.0.0-defect30",
+          flipped_at=flipped, auto_rollback={"rule": "5xx"})
+    # A switch that failed without flipping (no auto_rollback) still counts for nothing.
+    s.end("switch", at(minutes=20), outcome="failed", from_version="1.0.0", to_version="3.0.0")
+    result = dora(s.records)
+    assert result["deployment_frequency"]["versions"] == ["2.0.0-defect30"]
+    assert result["change_failure_rate"]["failed"] == 1
+    restore = result["time_to_restore"]["restores"][0]
+    assert restore["undone_by"] == "auto-rollback" and restore["seconds"] == 2.5
