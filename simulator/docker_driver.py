@@ -16,7 +16,7 @@ from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
 from stacks.docker_objects import stack_labels, stack_network
 from stacks.spec import PROJECT, StackSpec
-from stacks.topology import SECRET_PLACEHOLDER, ContainerSpec, network_name, secret_value, stack_containers
+from stacks.topology import NO_NEW_PRIVILEGES, SECRET_PLACEHOLDER, ContainerSpec, network_name, secret_value, stack_containers
 
 SECOND_NS = 1_000_000_000
 
@@ -137,6 +137,8 @@ class DockerDriver:
     def create(self, spec: ContainerSpec, start: bool = True):
         """Create, upload files into, and start one container exactly as the spec describes it."""
         api = self.client.api
+        if spec.user and spec.volumes:
+            self._adopt_volumes(spec)
         host_config = api.create_host_config(
             port_bindings={f"{p.internal}/tcp": (p.ip, p.external) for p in spec.ports},
             restart_policy={"Name": spec.restart},
@@ -178,6 +180,34 @@ class DockerDriver:
         if start:
             container.start()
         return container
+
+    def _adopt_volumes(self, spec: ContainerSpec) -> None:
+        """Hand the volumes of a container that runs as ``spec.user`` to that user, once.
+
+        A volume made by an older image that ran as another user (root for the proxy, another
+        uid for the database) is not writable by the hardened one, which would stop at once. A
+        one-shot container of the same image, as root with only the capabilities chown needs and
+        no network, chowns what is not the user's yet; for a volume already owned it only looks.
+        It runs before the container is created, so after the old one has stopped.
+        """
+        paths = " ".join(f"'{v.container_path}'" for v in spec.volumes)
+        script = f'for d in {paths}; do [ "$(stat -c %U "$d")" = "{spec.user}" ] || chown -R "{spec.user}:" "$d"; done'
+        container = self.client.containers.create(
+            spec.image, entrypoint=["sh", "-c", script], user="0:0", network_mode="none",
+            volumes={v.volume: {"bind": v.container_path, "mode": "rw"} for v in spec.volumes},
+            cap_drop=["ALL"], cap_add=["CHOWN", "DAC_READ_SEARCH"], security_opt=list(NO_NEW_PRIVILEGES),
+            labels={**dict(stack_labels(self.spec)), "cutover.role": "adopt"},
+        )
+        try:
+            container.start()
+            code = container.wait(timeout=120)["StatusCode"]
+            if code != 0:
+                output = container.logs().decode(errors="replace").strip().splitlines()
+                raise CutoverError(
+                    f"could not give the volumes of {spec.name} to its user {spec.user} (exit {code}: {output[-1] if output else 'no output'})."
+                )
+        finally:
+            container.remove(force=True)
 
     def run_once(self, spec: ContainerSpec, timeout_s: float = 300) -> tuple[int, str, str]:
         """Run a one-shot container to completion; return (exit code, stdout, stderr). Always removed."""
