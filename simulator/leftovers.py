@@ -24,7 +24,7 @@ from stacks.spec import COLOURS, other_colour
 FORCED_STATES = ("MAINT", "DRAIN")
 
 # One-shot containers cutover runs and removes itself; one still there outlived its command.
-ONE_SHOT_ROLES = ("migration", "inspect", "ledger-writer")
+ONE_SHOT_ROLES = ("migration", "inspect", "ledger-writer", "adopt")
 
 # Commands that replace the idle pool, and the ones after which its state is what was meant.
 REPLACING = ("deploy", "promote")
@@ -171,7 +171,7 @@ def _one_shots(seen: Seen) -> list[Finding]:
         if one.role == "ledger-writer" and one.status == "running":
             # A read by 'status' or 'audit', which take no lock, may be running right now.
             continue
-        what = {"migration": "migration run", "inspect": "image inspection", "ledger-writer": "ledger writer"}[one.role]
+        what = {"migration": "migration run", "inspect": "image inspection", "ledger-writer": "ledger writer", "adopt": "volume hand-over"}[one.role]
         of = f" of {one.version}" if one.version else ""
         findings.append(Finding("one-shot", one.name, f"the {what}{of} {one.name} outlived its command ({one.status})", True))
     return findings
