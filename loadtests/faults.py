@@ -81,6 +81,8 @@ class Fault:
     checks: dict[str, bool] = field(default_factory=dict)  # must all hold once issue 9 is fixed
     must_serve: str | None = None  # a version the load must have reached (checked on the record)
     notes: list[str] = field(default_factory=list)
+    # What an operator does once the fault is over and before writes are read back (load stopped).
+    afterwards: Callable[[], None] | None = None
 
 
 class Harness:
@@ -135,6 +137,13 @@ class Harness:
         except Exception:
             return False
         return sum(1 for s in servers if s.up) >= self.spec.pool_size
+
+    def none_up(self, colour: str) -> bool:
+        """No server of ``colour`` UP in HAProxy (all marked down or in maintenance)."""
+        try:
+            return not any(s.up for s in self.sim().proxy.servers(colour))
+        except Exception:
+            return False
 
     def pool_version(self, colour: str) -> str | None:
         versions = {c.labels.get("cutover.version") for c in self.pool(colour)}
@@ -279,7 +288,9 @@ def live_pool_killed(h: Harness) -> Fault:
     for container in h.pool(live):
         container.kill()
         names.append(container.name)
-    return Fault(f"docker kill {' '.join(names)}")
+    # Recovered once HAProxy has marked the killed servers down (the fallback serves from then on),
+    # not in the quiet moment before it has noticed.
+    return Fault(f"docker kill {' '.join(names)}", recovered_when=lambda: h.none_up(live) and h.pool_up(other_colour(live)))
 
 
 @case("proxy-restart")
@@ -465,6 +476,9 @@ def bad_version(h: Harness) -> Fault:
         must_serve=BAD_VERSION,  # a switch refused before the flip proves no rollback
         checks={"switch exits non-zero": switched.returncode != 0, "says so in one sentence": switched.returncode != 0 and one_sentence(switched.stderr)},
         notes=notes + [f"switch exit {switched.returncode}: {last_line(switched.stderr or switched.stdout)}"],
+        # The defect keeps failing a share of the preview port's requests by design; put the good
+        # version back on the idle colour, as the operator would, before writes are read back.
+        afterwards=lambda: h.cli("deploy", BASE_VERSION),
     )
 
 
@@ -585,6 +599,8 @@ def run_case(h: Harness, name: str, options: Options) -> CaseResult:
         result.__dict__.update(asdict(figures))
         if result.recovered and recovered is not None:
             result.recovery_seconds = round(recovered - fault_at, 3)
+    if fault is not None and fault.afterwards is not None:
+        fault.afterwards()
     if not result.recovered:
         # Repair before reading writes back: a lost write is one the repaired stack does not have.
         repaired = h.cli("up")
