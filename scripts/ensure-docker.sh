@@ -23,13 +23,21 @@ fi
 # process, a new dockerd would refuse to start.
 pidfile=/var/run/docker.pid
 pid=$(cat "$pidfile" 2>/dev/null || true)
+# One that was just killed may take a moment to go; it does not answer any more either way.
+for _ in $(seq 1 20); do
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || break
+  sleep 0.5
+done
 if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != dockerd ]; then
   rm -f "$pidfile"
 fi
 # live-restore: containers keep running (and serving) while dockerd itself restarts or is
-# upgraded; without it, an engine that dies takes every stack down with it. Set in daemon.json
-# (merged into what is there), not as a flag, so a dockerd started later by anything else keeps it.
-# An engine already running is never restarted here; see README "Engine restarts".
+# upgraded; without it, an engine that dies takes every stack down with it. No userland proxy:
+# published ports are then forwarded by the kernel (iptables), not by docker-proxy processes that
+# die with dockerd, so a port on 127.0.0.1 keeps answering through an engine restart (an explicit
+# "userland-proxy" setting is kept). Set in daemon.json (merged into what is there), not as flags,
+# so a dockerd started later by anything else keeps them. An engine already running is never
+# restarted here; see README "Engine and proxy restarts".
 config=/etc/docker/daemon.json
 mkdir -p "$(dirname "$config")"
 python3 - "$config" <<'PY'
@@ -42,12 +50,13 @@ except FileNotFoundError:
     settings = {}
 except ValueError as exc:
     sys.exit(f"{path} is not valid JSON ({exc}); fix it, then run this again.")
-if settings.get("live-restore") is not True:
-    settings["live-restore"] = True
+wanted = {"live-restore": True, "userland-proxy": settings.get("userland-proxy", False)}
+if any(settings.get(key) != value for key, value in wanted.items()):
+    settings.update(wanted)
     with open(path, "w") as f:
         json.dump(settings, f, indent=2)
         f.write("\n")
-    print(f"docker engine: live-restore enabled in {path}")
+    print(f"docker engine: live-restore on, userland-proxy {'on' if wanted['userland-proxy'] else 'off'} in {path}")
 PY
 log=/var/log/cutover-dockerd.log
 echo "docker engine: starting dockerd (log: $log)"

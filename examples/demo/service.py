@@ -68,6 +68,12 @@ def _connections() -> psycopg2.pool.ThreadedConnectionPool:
     with _pool_lock:
         if _pool is None:
             _pool = psycopg2.pool.ThreadedConnectionPool(1, DB_CONNECTIONS, **connection_kwargs())
+            # psycopg2 closes a connection handed back while the pool already holds `minconn` idle
+            # ones, so with 1 most requests would open a new session (a DNS lookup of the database
+            # host, a backend, a SCRAM handshake). Raised after construction, the pool still opens
+            # one at start and grows on demand, but keeps every connection it is given back: no
+            # new session per request, and none needing Docker's DNS while the engine restarts.
+            _pool.minconn = DB_CONNECTIONS
         return _pool
 
 
