@@ -41,14 +41,16 @@ def stacks(tmp_path_factory) -> Path:
     app["stop"] = {"signal": "SIGHUP", "grace_seconds": 6}
     app_file.write_text(yaml.safe_dump(app, sort_keys=False))
     write_stack_file(directory, STACK, LIVE_PORT, **{"cutover:poolSize": 2, "cutover:drainSeconds": 2})
-    os.environ["CUTOVER_STATE_DIR"] = str(tmp_path_factory.mktemp("repair-state"))
-    cli(directory, "down", "--volumes", "--ledger")
-    remove_app_images(APP)
-    up = cli(directory, "up", timeout=900)
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield directory
-    cli(directory, "down", "--volumes", "--ledger", timeout=300)
-    remove_app_images(APP)
+    # A state directory of its own for this module, given back afterwards: later tests keep theirs.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CUTOVER_STATE_DIR", str(tmp_path_factory.mktemp("repair-state")))
+        cli(directory, "down", "--volumes", "--ledger")
+        remove_app_images(APP)
+        up = cli(directory, "up", timeout=900)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield directory
+        cli(directory, "down", "--volumes", "--ledger", timeout=300)
+        remove_app_images(APP)
 
 
 def command(stacks: Path, *args: str) -> list[str]:

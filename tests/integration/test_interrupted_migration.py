@@ -45,14 +45,16 @@ def stacks(tmp_path_factory) -> Path:
     stack["config"].update({"cutover:app": str(app_file), "cutover:livePort": 19720, "cutover:previewPort": 19721, "cutover:poolSize": 1,
                             "cutover:drainSeconds": 2})
     (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack))
-    os.environ["CUTOVER_STATE_DIR"] = str(tmp_path_factory.mktemp("repair-demo-state"))
-    cli(root, "down", "--volumes", "--ledger")
-    remove_app_images(APP)
-    up = cli(root, "up", timeout=1200)
-    assert up.returncode == 0, up.stdout + up.stderr
-    yield root
-    cli(root, "down", "--volumes", "--ledger", timeout=300)
-    remove_app_images(APP)
+    # A state directory of its own for this module, given back afterwards: later tests keep theirs.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CUTOVER_STATE_DIR", str(tmp_path_factory.mktemp("repair-demo-state")))
+        cli(root, "down", "--volumes", "--ledger")
+        remove_app_images(APP)
+        up = cli(root, "up", timeout=1200)
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield root
+        cli(root, "down", "--volumes", "--ledger", timeout=300)
+        remove_app_images(APP)
 
 
 def command(stacks: Path, *args: str) -> list[str]:
