@@ -246,10 +246,12 @@ def test_ctrl_c_while_the_idle_servers_are_out_of_rotation_puts_them_back(world)
     """Interrupted after the idle colour's servers went into maintenance: none stays there (the
     next switch would otherwise be refused for a pool that is fine)."""
     proxy = docker.from_env().containers.get(f"cutover-{STACK}-proxy")
+    # Read once: a deploy never moves the live colour, and each poll below must be quick enough to
+    # see the servers' short time in maintenance.
+    idle = "green" if json.loads(cli(world, "status", "--json").stdout)["live"] == "blue" else "blue"
 
     def idle_states() -> dict[str, str]:
         rows = proxy.exec_run(["proxy-admin", "show stat"]).output.decode().splitlines()
-        idle = "green" if json.loads(cli(world, "status", "--json").stdout)["live"] == "blue" else "blue"
         return {r.split(",")[1]: r.split(",")[17] for r in rows if r.startswith(f"{idle},{idle}-")}
 
     deploy = subprocess.Popen(command(world, "deploy", "2.0.0-maint"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
