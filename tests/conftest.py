@@ -60,7 +60,9 @@ def write_stack_file(directory: Path, stack: str, live_port: int, **config) -> N
     import yaml
 
     base = yaml.safe_load((REPO_ROOT / "examples/static-site/Pulumi.static-ci.yaml").read_text())["config"]
-    values = {**base, "cutover:livePort": live_port, "cutover:previewPort": live_port + 1, "cutover:poolSize": 1, **config}
+    # Watched 3 s after each switch rather than the default 10: these stacks flip often, and the
+    # tests of the watch itself say what they need.
+    values = {**base, "cutover:livePort": live_port, "cutover:previewPort": live_port + 1, "cutover:poolSize": 1, "cutover:watchSeconds": 3, **config}
     (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": values}))
 
 
