@@ -485,8 +485,8 @@ def bad_version(h: Harness) -> Fault:
 @case(ENGINE_CASE)
 def engine_restart(h: Harness) -> Fault:
     """SIGKILL of dockerd, then the project's own way of starting it (scripts/ensure-docker.sh)."""
-    if h.spec.engine_host() not in (None, "unix:///var/run/docker.sock"):
-        raise CaseSkipped(f"the stack's engine {h.spec.engine_host()} is not this machine's.")
+    if h.spec.engine_host is not None:
+        raise CaseSkipped(f"the stack's engine runs on {h.spec.engine_host}, not this machine.")
     pid = int(Path("/var/run/docker.pid").read_text().strip())
     os.kill(pid, signal.SIGKILL)
     h.wait(lambda: not Path(f"/proc/{pid}").exists(), 30)
