@@ -569,11 +569,20 @@ def run_case(h: Harness, name: str, options: Options) -> CaseResult:
         fault = CASES[name](h)
         condition = fault.recovered_when or (lambda: True)
         recovered = None
+        held_since: float | None = None
 
         def back() -> bool:
-            nonlocal recovered
-            recovered = recovered_at(load.records, fault_at, time.time(), options.settle_s)
-            return recovered is not None and condition()
+            # The case's own condition must have held for the settle time too: requests sent to a
+            # dead server before the proxy noticed may still be in flight (connect timeout and
+            # retries) when it does, and only fail afterwards.
+            nonlocal recovered, held_since
+            now = time.time()
+            if not condition():
+                held_since = None
+                return False
+            held_since = held_since or now
+            recovered = recovered_at(load.records, fault_at, now, options.settle_s)
+            return recovered is not None and now - held_since >= options.settle_s
 
         result.recovered = h.wait(back, options.recover_s) and load.running
         load.begin_phase("after")

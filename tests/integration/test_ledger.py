@@ -59,6 +59,13 @@ def command(world, *args: str, who: str = "alice", env: dict | None = None) -> l
     return [sys.executable, "-m", "simulator", "--stacks-dir", str(world["stacks"]), *args[:1], "--stack", STACK, *args[1:]]
 
 
+def ctrl_c_able() -> None:
+    """Run in the child before exec: Ctrl-C as a terminal delivers it. A shell without job control
+    starts background commands with SIGINT ignored, and Python keeps an ignored SIGINT ignored, so
+    a test run launched that way would otherwise see its SIGINT do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def environment(world, who: str = "alice", **extra) -> dict:
     return {**os.environ, "CUTOVER_STATE_DIR": str(world[who]), **extra}
 
@@ -225,7 +232,7 @@ def test_ctrl_c_half_way_records_interrupted_and_lets_go_of_the_lock(world):
     client = docker.from_env()
     before = len(records(world))
     deploy = subprocess.Popen(command(world, "deploy", "2.0.0-ctrl-c"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=environment(world))
+                              text=True, env=environment(world), preexec_fn=ctrl_c_able)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         tail = json.loads(ledger_file().decode().splitlines()[-1])
@@ -255,7 +262,7 @@ def test_ctrl_c_while_the_idle_servers_are_out_of_rotation_puts_them_back(world)
         return {r.split(",")[1]: r.split(",")[17] for r in rows if r.startswith(f"{idle},{idle}-")}
 
     deploy = subprocess.Popen(command(world, "deploy", "2.0.0-maint"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=environment(world))
+                              text=True, env=environment(world), preexec_fn=ctrl_c_able)
     deadline = time.monotonic() + 120
     while "MAINT" not in idle_states().values():
         assert time.monotonic() < deadline and deploy.poll() is None, "the deploy never took the idle servers out of rotation"
