@@ -22,12 +22,11 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, remove_app_images, static_site_copy, write_stack_file
+from tests.integration.repair_stack import LIVE_PORT, STACK, cli, command
 
 pytestmark = pytest.mark.docker
 
-STACK = "repair"
 APP = "cutover-repair-site"
-LIVE_PORT = 19720
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +50,6 @@ def stacks(tmp_path_factory) -> Path:
         yield directory
         cli(directory, "down", "--volumes", "--ledger", timeout=300)
         remove_app_images(APP)
-
-
-def command(stacks: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "simulator", "--stacks-dir", str(stacks), args[0], "--stack", STACK, *args[1:]]
-
-
-def cli(stacks: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(command(stacks, *args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 
 def version_of(client, name: str) -> str | None:

@@ -10,7 +10,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,10 +19,10 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, remove_app_images
+from tests.integration.repair_stack import LIVE_PORT, STACK, cli, command
 
 pytestmark = pytest.mark.docker
 
-STACK = "repair"
 APP = "cutover-repair-demo"
 MIGRATE = f"cutover-{STACK}-migrate"
 # Only 2.0.0's expand waits, so 'up' (1.0.0) is not slowed; the wait gives the test a window to
@@ -42,7 +41,7 @@ def stacks(tmp_path_factory) -> Path:
     app["migrations"]["expand"] = ["sh", "-c", SLOW_EXPAND, "slow-expand"]
     app_file.write_text(yaml.safe_dump(app, sort_keys=False))
     stack = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())
-    stack["config"].update({"cutover:app": str(app_file), "cutover:livePort": 19720, "cutover:previewPort": 19721, "cutover:poolSize": 1,
+    stack["config"].update({"cutover:app": str(app_file), "cutover:livePort": LIVE_PORT, "cutover:previewPort": LIVE_PORT + 1, "cutover:poolSize": 1,
                             "cutover:drainSeconds": 2})
     (root / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack))
     # A state directory of its own for this module, given back afterwards: later tests keep theirs.
@@ -55,14 +54,6 @@ def stacks(tmp_path_factory) -> Path:
         yield root
         cli(root, "down", "--volumes", "--ledger", timeout=300)
         remove_app_images(APP)
-
-
-def command(stacks: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "simulator", "--stacks-dir", str(stacks), args[0], "--stack", STACK, *args[1:]]
-
-
-def cli(stacks: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(command(stacks, *args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
 
 
 def expanding(client) -> bool:
