@@ -54,6 +54,19 @@ def static_site_copy(directory: Path, app_name: str) -> Path:
     return directory
 
 
+def demo_copy(directory: Path, app_name: str, **changes) -> Path:
+    """The demo app copied to ``directory`` under an app name of its own (its artefacts are the
+    test's alone), with ``changes`` set at the top of its definition; returns the definition file."""
+    import yaml
+
+    shutil.copytree(REPO_ROOT / "examples/demo", directory, ignore=shutil.ignore_patterns("dist", "__pycache__", "*.pyc", "Pulumi.*.yaml"))
+    app_file = directory / "cutover-app.yaml"
+    app = yaml.safe_load(app_file.read_text())
+    app.update(name=app_name, **changes)
+    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    return app_file
+
+
 def write_stack_file(directory: Path, stack: str, live_port: int, **config) -> None:
     """A stack file in ``directory``: the static site's test stack on ``live_port`` (and the next
     port for the preview), one container per colour unless ``config`` says otherwise."""

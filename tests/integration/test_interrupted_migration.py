@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -18,7 +17,7 @@ import docker.errors
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT, remove_app_images
+from tests.conftest import demo_copy, REPO_ROOT, remove_app_images
 from tests.integration.repair_stack import LIVE_PORT, STACK, cli, command
 
 pytestmark = pytest.mark.docker
@@ -33,13 +32,8 @@ SLOW_EXPAND = 'if [ "$CUTOVER_VERSION" = 2.0.0 ]; then sleep 12; fi; exec python
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("repair-demo")
-    app_dir = root / "demo"
-    shutil.copytree(REPO_ROOT / "examples/demo", app_dir, ignore=shutil.ignore_patterns("dist", "__pycache__", "*.pyc"))
-    app_file = app_dir / "cutover-app.yaml"
-    app = yaml.safe_load(app_file.read_text())
-    app["name"] = APP
-    app["migrations"]["expand"] = ["sh", "-c", SLOW_EXPAND, "slow-expand"]
-    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    migrations = yaml.safe_load((REPO_ROOT / "examples/demo/cutover-app.yaml").read_text())["migrations"]
+    app_file = demo_copy(root / "demo", APP, migrations={**migrations, "expand": ["sh", "-c", SLOW_EXPAND, "slow-expand"]})
     stack = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())
     stack["config"].update({"cutover:app": str(app_file), "cutover:livePort": LIVE_PORT, "cutover:previewPort": LIVE_PORT + 1, "cutover:poolSize": 1,
                             "cutover:drainSeconds": 2})

@@ -11,7 +11,6 @@ Durations (flip to final event, reconnect gap) are printed, not asserted.
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import yaml
 from simulator.proxy_api import ProxyAPI
 from stacks.spec import load_stack, other_colour
 from stacks.topology import app_container_name, proxy_container_name
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli, write_stack_file
+from tests.conftest import demo_copy, REPO_ROOT, remove_app_images, run_cli, write_stack_file
 
 pytestmark = pytest.mark.docker
 
@@ -43,13 +42,9 @@ PREVIEW = f"http://127.0.0.1:{PREVIEW_PORT}"
 def stack(tmp_path_factory, state_dir):
     """The demo as stack `stream`, up: blue 1.0.0 live, green 1.0.1 idle, one container each."""
     root = tmp_path_factory.mktemp("stream")
-    app_dir = root / "demo"
-    shutil.copytree(REPO_ROOT / "examples/demo", app_dir, ignore=shutil.ignore_patterns("dist", "__pycache__", "*.pyc", "Pulumi.*.yaml"))
-    definition = yaml.safe_load((app_dir / "cutover-app.yaml").read_text())
-    definition["name"] = APP_NAME
-    (app_dir / "cutover-app.yaml").write_text(yaml.safe_dump(definition, sort_keys=False))
+    app_file = demo_copy(root / "demo", APP_NAME)
     ci = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())["config"]
-    config = {**ci, "cutover:app": str(app_dir / "cutover-app.yaml"), "cutover:poolSize": 1, "cutover:drainSeconds": DRAIN_SECONDS,
+    config = {**ci, "cutover:app": str(app_file), "cutover:poolSize": 1, "cutover:drainSeconds": DRAIN_SECONDS,
               "cutover:blueVersion": "1.0.0", "cutover:greenVersion": "1.0.1", "cutover:liveColor": "blue"}
     config.pop("cutover:livePort"), config.pop("cutover:previewPort")
     write_stack_file(root, STACK, LIVE_PORT, **config)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import yaml
 from simulator.ledger import commands
 from simulator.operations import Simulator
 from stacks.spec import load_stack
-from tests.conftest import REPO_ROOT, remove_app_images, run_cli
+from tests.conftest import demo_copy, REPO_ROOT, remove_app_images, run_cli
 
 pytestmark = pytest.mark.docker
 
@@ -32,12 +31,7 @@ DEFECT = "1.0.0-defect30"
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory, state_dir) -> Path:
     directory = tmp_path_factory.mktemp("autorb")
-    app_dir = directory / "demo"
-    shutil.copytree(REPO_ROOT / "examples/demo", app_dir, ignore=shutil.ignore_patterns("dist", "__pycache__", "Pulumi.*.yaml"))
-    app_file = app_dir / "cutover-app.yaml"
-    app = yaml.safe_load(app_file.read_text())
-    app["name"] = APP
-    app_file.write_text(yaml.safe_dump(app, sort_keys=False))
+    app_file = demo_copy(directory / "demo", APP)
     config = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())["config"]
     config.update({"cutover:app": str(app_file), "cutover:livePort": 19710, "cutover:previewPort": 19711, "cutover:poolSize": 1,
                    "cutover:drainSeconds": 5, "cutover:watchSeconds": WATCH_SECONDS})
