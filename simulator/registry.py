@@ -16,10 +16,14 @@ from typing import Callable
 
 import docker
 import docker.errors
+import requests
 
+from simulator.docker_driver import wait_until
 from simulator.errors import CutoverError
 
 IMAGE = "cutover-registry:1"
+# A started container is not yet a listening registry: start() returns only once /v2/ answers.
+READY_DEADLINE_S = 30
 USER = "cutover"
 DEFAULT_PORT = 5000
 PORT_ENV = "CUTOVER_REGISTRY_PORT"
@@ -82,9 +86,23 @@ class ArtefactStore:
             container = self.client.containers.get(self.name)
             if container.status != "running":
                 container.start()
-            return
         except docker.errors.NotFound:
-            pass
+            self._create(ensure_image)
+        wait_until(
+            self._answers,
+            READY_DEADLINE_S,
+            lambda: f"the artefact store {self.name} did not answer on {self.address} within {READY_DEADLINE_S}s (see docker logs {self.name}).",
+        )
+
+    def _answers(self) -> bool:
+        # Any HTTP answer will do (401: auth is on); a refused connection means not listening yet.
+        try:
+            requests.get(f"http://{self.address}/v2/", timeout=2)
+        except requests.RequestException:
+            return False
+        return True
+
+    def _create(self, ensure_image: Callable[[], None]) -> None:
         ensure_image()
         self.client.containers.run(
             IMAGE,
