@@ -48,7 +48,9 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]], n
         "image": c.image,
         "hostname": c.hostname,
         "envs": _envs(c, secrets),
-        "ports": [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp") for p in c.ports],
+        # In the order the provider reads ports back (by internal port): `ports` is a list, so
+        # another order would be a difference on refresh, and ports replace the container.
+        "ports": [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp") for p in sorted(c.ports, key=lambda p: p.internal)],
         # By the network resource's ID when given: the container then depends on the network
         # itself, not on a string that happens to match its name. (The provider never reads this
         # input back for a managed container, so an ID here shows no diff on refresh.)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pulumi
@@ -20,9 +21,10 @@ import pytest
 from pulumi_harness import CONTAINER, IMAGE, NETWORK, VOLUME, labels, run_program, write_app
 
 from components import engine
-from components.render import docker_capabilities, go_duration
+from components.render import container_args, docker_capabilities, go_duration
 from stacks.ownership import MANAGED_BY
 from stacks.spec import load_stack
+from stacks.topology import stack_containers
 
 APP_WITH_CAPABILITY = """\
 format: cutover-app/1
@@ -206,6 +208,16 @@ def test_every_duration_input_is_in_go_form(dev):
                 assert go_form.fullmatch(value) and (seconds_only is None or int(seconds_only.group(1)) < 60), (c.name, field, value)
                 checked += 1
     assert checked
+
+
+def test_ports_are_declared_in_the_order_the_provider_reads_them_back(dev):
+    proxy = dev.named(CONTAINER, "cutover-dev-proxy")
+    internal = [p["internal"] for p in proxy.inputs["ports"]]
+    assert len(internal) == 2 and internal == sorted(internal)
+    # Whatever order the topology lists them in.
+    spec = next(c for c in stack_containers(load_stack("dev")) if c.role == "proxy")
+    reversed_ports = dataclasses.replace(spec, ports=tuple(reversed(spec.ports)))
+    assert [p.internal for p in container_args(reversed_ports, {})["ports"]] == sorted(internal)
 
 
 def test_capabilities_are_written_as_docker_stores_them(tmp_path):
