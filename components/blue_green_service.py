@@ -19,6 +19,7 @@ from components.database import Database, DatabaseArgs
 from components.images import app_image, state_image
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
+from components.render import network_labels, volume_labels
 from components.switch import ledger_record_args, switch_command_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
@@ -50,7 +51,7 @@ class BlueGreenService(pulumi.ComponentResource):
             net.name,
             name=net.name,
             driver=net.driver,
-            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in net.labels],
+            labels=network_labels(net.labels),
             # A fixed name: the old network must go before a new one can take the name.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
@@ -139,7 +140,7 @@ class BlueGreenService(pulumi.ComponentResource):
         self.ledger_volume = docker.Volume(
             ledger.name,
             name=ledger.name,
-            labels=[docker.VolumeLabelArgs(label=k, value=v) for k, v in ledger.labels],
+            labels=volume_labels(ledger.labels),
             # A fixed name (delete before replace), and never deleted with the stack.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True, retain_on_delete=True),
         )

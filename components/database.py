@@ -63,12 +63,19 @@ class Database(pulumi.ComponentResource):
         self.password = pulumi.Output.secret(self.password_resource.result)
 
         self.image_resource = database_image(args.spec, parent=self)
-        self.volumes = [declare_volume(v, parent=self) for v in container_volumes(args.spec, c)]
+        # cutover:keepDataOnDestroy (default true): `pulumi destroy` leaves the data volume and the
+        # container to Docker and only forgets them (retain_on_delete). Not `protect`: that makes
+        # destroy fail altogether (and every `up` that would replace the container) until the
+        # option is removed, where this lets destroy finish and keeps the data. Removing what is
+        # kept is a deliberate `docker rm` / `docker volume rm` (docs/pulumi.md).
+        keep = args.spec.keep_data_on_destroy
+        self.volumes = [declare_volume(v, parent=self, retain_on_delete=keep) for v in container_volumes(args.spec, c)]
         self.container = declare_container(
             c,
             parent=self,
             secrets=self.secrets,
             depends_on=[self.image_resource, args.network, *self.volumes],
+            retain_on_delete=keep,
         )
 
         # Reachable under this name on the stack's network only.

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_docker as docker
 from pulumi_command import local
 
+from components.engine import engine_platform
 from stacks.image_builds import ImageBuild, app_build, database_build, proxy_build, state_build
 from stacks.spec import StackSpec
 from stacks.topology import app_image_ref
@@ -71,7 +72,7 @@ def app_image(spec: StackSpec, version: str, parent: pulumi.Resource) -> AppImag
         )
         return AppImage(remote, remote.name, remote.image_id)
     prepare = _prepare(spec, version, build, parent)
-    image = _image(f"app-image-{version}", build, parent, depends_on=[prepare] if prepare else [])
+    image = _image(f"app-image-{version}", build, spec, parent, depends_on=[prepare] if prepare else [])
     # The local image ID for an image that is never pushed (pulumi-docker >= 4.4).
     return AppImage(image, image.image_name, image.repo_digest)
 
@@ -94,12 +95,12 @@ def _prepare(spec: StackSpec, version: str, build: ImageBuild, parent: pulumi.Re
 
 
 def proxy_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
-    return _image("proxy-image", proxy_build(spec), parent)
+    return _image("proxy-image", proxy_build(spec), spec, parent)
 
 
 def database_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
     """PostgreSQL from Debian's package, on the same base image as the app and the proxy."""
-    return _image("database-image", database_build(spec), parent)
+    return _image("database-image", database_build(spec), spec, parent)
 
 
 def dockerfile_path(build: ImageBuild) -> str:
@@ -110,7 +111,7 @@ def dockerfile_path(build: ImageBuild) -> str:
     return posixpath.join(build.context, build.dockerfile)
 
 
-def _image(name: str, build: ImageBuild, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> docker.Image:
+def _image(name: str, build: ImageBuild, spec: StackSpec, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> docker.Image:
     return docker.Image(
         name,
         image_name=build.tag,
@@ -119,6 +120,9 @@ def _image(name: str, build: ImageBuild, parent: pulumi.Resource, depends_on: li
             dockerfile=dockerfile_path(build),
             args=dict(build.args),
             builder_version=BUILDER,
+            # For the engine that runs it, asked at program time: an arm64 laptop driving an amd64
+            # host builds amd64, not an image the host cannot run.
+            platform=engine_platform(spec),
         ),
         skip_push=True,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []),
@@ -128,4 +132,4 @@ def _image(name: str, build: ImageBuild, parent: pulumi.Resource, depends_on: li
 def state_image(spec: StackSpec, parent: pulumi.Resource) -> docker.Image:
     """The ledger's writer (images/state), the one the CLI's ledger runs: the switch record goes
     through it."""
-    return _image("state-image", state_build(spec), parent)
+    return _image("state-image", state_build(spec), spec, parent)

@@ -71,8 +71,10 @@ class Migration:
     ) -> None:
         self.spec = migration_container(spec, version, command)
         self.docker_name = migration_docker_name(self.spec)
+        # The create waits for the run to exit: bounded by cutover:migrationTimeoutSeconds, the
+        # same bound the simulator's run of the same migration has.
         self.container: docker.Container = declare_one_shot(
-            self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on, image=image
+            self.spec, self.docker_name, parent=parent, secrets=secrets, depends_on=depends_on, image=image, timeout_s=spec.migration_timeout_s
         )
         self.done: pulumi.Output[pulumi.Resource] = self.container.exit_code.apply(self._succeeded)
 

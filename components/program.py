@@ -12,7 +12,8 @@ import pulumi_docker as docker
 
 from components.blue_green_service import BlueGreenService, BlueGreenServiceArgs
 from stacks.app import AppError
-from stacks.spec import REQUIRED_KEYS, SpecError, StackSpec, spec_from_config
+from components.engine import refuse_foreign_stack
+from stacks.spec import KNOWN_KEYS, SpecError, StackSpec, spec_from_config
 
 # Where `pulumi` runs the program (Pulumi.yaml's directory), and where Pulumi.yaml's stackConfigDir
 # keeps the stack files: `cutover:app` is a path relative to that directory, as for the simulator.
@@ -29,10 +30,11 @@ SECRET_KEYS: frozenset[str] = frozenset()
 def config_values() -> dict[str, str]:
     """Every stack key present in Pulumi config, as the raw strings Pulumi hands a program.
 
-    Missing keys are left out so ``spec_from_config`` reports them by name.
+    Missing keys are left out so ``spec_from_config`` reports them by name (or takes an optional
+    key's default).
     """
     values = {}
-    for key in REQUIRED_KEYS:
+    for key in KNOWN_KEYS:
         namespace, name = key.split(":", 1)
         value = pulumi.Config(namespace).get(name)
         if value is not None:
@@ -54,6 +56,9 @@ def load_spec(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
 
 
 def build(spec: StackSpec) -> BlueGreenService:
+    # Before any resource: a stack the simulator created is refused, never adopted (its containers'
+    # names would collide, or worse, be replaced under the simulator's feet).
+    refuse_foreign_stack(spec)
     # An explicit provider, so every Docker resource of the stack provably talks to docker:host.
     provider = docker.Provider("docker", host=spec.docker_host)
     return BlueGreenService("cutover", BlueGreenServiceArgs(spec), opts=pulumi.ResourceOptions(providers=[provider]))

@@ -19,6 +19,7 @@ import pulumi
 import pulumi_docker as docker
 
 from stacks.docker_objects import VolumeSpec
+from stacks.ownership import PULUMI, owner_labels
 from stacks.topology import SECRET_PLACEHOLDER, ContainerSpec, HealthcheckSpec
 
 # How long `pulumi up` waits for a new container to report healthy before failing the update.
@@ -31,24 +32,35 @@ HEALTHY_WAIT_TIMEOUT_S = 120
 ONE_SHOT_ARGS: dict[str, Any] = {"must_run": False, "attach": True, "logs": False}
 
 
-def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -> dict[str, Any]:
+def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]], network: pulumi.Input[str] | None = None) -> dict[str, Any]:
     """Keyword arguments for ``pulumi_docker.Container`` that reproduce ``c`` exactly.
 
     ``secrets`` maps each secret name in ``c.secret_env`` to its value; a missing name is a wiring
-    bug in the caller and raises ``ValueError``.
+    bug in the caller and raises ``ValueError``. ``network``: the stack network's ID (an output of
+    its resource), else its name from ``c``.
+
+    Every value is written the way the provider reads it back from `docker inspect`, so a
+    `pulumi refresh` finds nothing to change (durations in Go's format, capabilities with their
+    CAP_ prefix): a difference on any of these inputs would *replace* the container.
     """
     args = {
         "name": c.name,
         "image": c.image,
         "hostname": c.hostname,
         "envs": _envs(c, secrets),
-        "ports": [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp") for p in c.ports],
-        "networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=c.network, aliases=[c.hostname])],
+        # In the order the provider reads ports back (by internal port): `ports` is a list, so
+        # another order would be a difference on refresh, and ports replace the container.
+        "ports": [docker.ContainerPortArgs(internal=p.internal, external=p.external, ip=p.ip, protocol="tcp") for p in sorted(c.ports, key=lambda p: p.internal)],
+        # By the network resource's ID when given: the container then depends on the network
+        # itself, not on a string that happens to match its name. (The provider never reads this
+        # input back for a managed container, so an ID here shows no diff on refresh.)
+        "networks_advanced": [docker.ContainerNetworksAdvancedArgs(name=network if network is not None else c.network, aliases=[c.hostname])],
         "healthcheck": _healthcheck(c.healthcheck),
         "restart": c.restart,
         "uploads": [docker.ContainerUploadArgs(file=u.path, content=u.content) for u in c.uploads],
         "volumes": [docker.ContainerVolumeArgs(volume_name=v.volume, container_path=v.container_path) for v in c.volumes],
-        "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(c.labels_with_fingerprint().items())],
+        # The owner mark is added here, outside the spec, so the fingerprint is the simulator's too.
+        "labels": [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(owner_labels(c.labels_with_fingerprint(), PULUMI).items())],
         # The app's own graceful stop (SIGTERM for gunicorn, SIGQUIT for nginx, ...) and how long it
         # may take before Docker kills it.
         "stop_signal": c.stop_signal,
@@ -65,7 +77,7 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
         # Hardening, as the topology says. Each of these inputs replaces the container when it
         # changes (docs/pulumi.md).
         "read_only": c.read_only,
-        "capabilities": docker.ContainerCapabilitiesArgs(adds=list(c.cap_add), drops=list(c.cap_drop)),
+        "capabilities": docker.ContainerCapabilitiesArgs(adds=docker_capabilities(c.cap_add), drops=docker_capabilities(c.cap_drop)),
         "security_opts": list(c.security_opt),
         "tmpfs": dict(c.tmpfs),
     }
@@ -76,10 +88,30 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
     return args
 
 
-def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = ()) -> pulumi.ResourceOptions:
+def container_options(
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
+    retain_on_delete: bool = False,
+    create_timeout_s: int | None = None,
+) -> pulumi.ResourceOptions:
     # Our containers have fixed names and (the proxy) fixed host ports, so the old one must be gone
     # before its replacement can be created; the default create-then-delete would collide.
-    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), delete_before_replace=True)
+    return pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on),
+        delete_before_replace=True,
+        retain_on_delete=retain_on_delete,
+        custom_timeouts=pulumi.CustomTimeouts(create=go_duration(create_timeout_s)) if create_timeout_s is not None else None,
+    )
+
+
+def stack_network_of(depends_on: Sequence[pulumi.Input[pulumi.Resource]]) -> docker.Network:
+    """The stack's network among a container's dependencies: every caller lists it there (a
+    container cannot start before its network exists), so the container can name it by ID."""
+    networks = [d for d in depends_on if isinstance(d, docker.Network)]
+    if len(networks) != 1:  # a wiring bug in the caller
+        raise ValueError(f"a container needs exactly one docker.Network among its dependencies, got {len(networks)}")
+    return networks[0]
 
 
 def declare_container(
@@ -88,15 +120,19 @@ def declare_container(
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
     image: pulumi.Input[str] | None = None,
+    retain_on_delete: bool = False,
 ) -> docker.Container:
     """``c`` as a Docker container; ``image`` (an app version's image ID) replaces its tag, so the
-    container runs exactly the artefact that was built, never whatever the tag names later."""
+    container runs exactly the artefact that was built, never whatever the tag names later.
+
+    ``retain_on_delete``: `pulumi destroy` (or a replacement) leaves the Docker container alone and
+    only forgets it (the database, cutover:keepDataOnDestroy)."""
     # The logical name is the Docker name: one name per container, the same in `docker ps` and in
     # `pulumi stack`.
-    args = container_args(c, secrets)
+    args = container_args(c, secrets, network=stack_network_of(depends_on).id)
     if image is not None:
         args["image"] = image
-    return docker.Container(c.name, opts=container_options(parent, depends_on), **args)
+    return docker.Container(c.name, opts=container_options(parent, depends_on, retain_on_delete=retain_on_delete), **args)
 
 
 def declare_one_shot(
@@ -106,28 +142,88 @@ def declare_one_shot(
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
     image: pulumi.Input[str] | None = None,
+    timeout_s: int | None = None,
 ) -> docker.Container:
     """``c`` as a container that runs once: ``up`` waits for it to exit and records its exit code.
 
     ``docker_name`` replaces ``c.name`` (and is the logical name), ``image`` (the version's image
-    ID) its tag; every other input, the fingerprint label included, is ``c``'s own.
+    ID) its tag; every other input, the fingerprint label included, is ``c``'s own. ``timeout_s``:
+    how long the create (which waits for the run to exit) may take, as Pulumi's custom timeout;
+    past it the update fails instead of waiting on (the provider's default is 20 minutes).
     """
     if c.healthcheck is not None or c.restart != "no":  # a wiring bug: a service is not a one-shot
         raise ValueError(f"{c.name} is a long-running container, not a one-shot run")
-    args = {**container_args(c, secrets), **ONE_SHOT_ARGS, "name": docker_name}
+    args = {**container_args(c, secrets, network=stack_network_of(depends_on).id), **ONE_SHOT_ARGS, "name": docker_name}
     if image is not None:
         args["image"] = image
-    return docker.Container(docker_name, opts=container_options(parent, depends_on), **args)
+    return docker.Container(docker_name, opts=container_options(parent, depends_on, create_timeout_s=timeout_s), **args)
 
 
-def declare_volume(v: VolumeSpec, parent: pulumi.Resource) -> docker.Volume:
+def declare_volume(v: VolumeSpec, parent: pulumi.Resource, retain_on_delete: bool = False) -> docker.Volume:
+    """``retain_on_delete``: `pulumi destroy` leaves the volume and its data (the database's,
+    cutover:keepDataOnDestroy); a later `pulumi up` creates it again under the same name, and Docker
+    hands back the existing volume, data and all."""
     return docker.Volume(
         v.name,
         name=v.name,
-        labels=[docker.VolumeLabelArgs(label=k, value=val) for k, val in v.labels],
-        # A fixed name: the old volume must go before a new one can take the name.
-        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+        labels=volume_labels(v.labels),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            # A fixed name: the old volume must go before a new one can take the name.
+            delete_before_replace=True,
+            retain_on_delete=retain_on_delete,
+            # A volume's labels are replace-on-change, and replacing a volume deletes its data: a
+            # label (the owner mark added to a stack made before it existed) must never do that.
+            ignore_changes=["labels"],
+        ),
     )
+
+
+def volume_labels(labels: Sequence[tuple[str, str]]) -> list[docker.VolumeLabelArgs]:
+    return [docker.VolumeLabelArgs(label=k, value=val) for k, val in sorted(owner_labels(labels, PULUMI).items())]
+
+
+def network_labels(labels: Sequence[tuple[str, str]]) -> list[docker.NetworkLabelArgs]:
+    return [docker.NetworkLabelArgs(label=k, value=val) for k, val in sorted(owner_labels(labels, PULUMI).items())]
+
+
+def docker_capabilities(names: Sequence[str]) -> list[str]:
+    """Capability names as Docker keeps them (and the provider reads them back): NET_BIND_SERVICE is
+    stored as CAP_NET_BIND_SERVICE, ALL stays ALL. Written otherwise, every refresh would find a
+    difference on ``capabilities``, which replaces the container."""
+    return [name if name == "ALL" or name.startswith("CAP_") else f"CAP_{name}" for name in (n.upper() for n in names)]
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` the way Go's time.Duration.String() writes it, which is how the provider reads a
+    healthcheck's durations back from Docker (nanoseconds): 2 -> "2s", 60 -> "1m0s", 3600 ->
+    "1h0m0s", 0.5 -> "500ms". "60s" would parse to the same duration but read back as "1m0s": a
+    permanent diff after every refresh, and a healthcheck change replaces the container."""
+    ns = round(seconds * 1_000_000_000)
+    if ns < 0:
+        raise ValueError(f"a duration cannot be negative: {seconds}")
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return _trimmed(ns, size) + unit
+    hours, rest = divmod(ns, 3600 * 1_000_000_000)
+    minutes, rest = divmod(rest, 60 * 1_000_000_000)
+    text = _trimmed(rest, 1_000_000_000) + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
+
+
+def _trimmed(value: int, unit: int) -> str:
+    whole, fraction = divmod(value, unit)
+    if not fraction:
+        return str(whole)
+    digits = len(str(unit)) - 1
+    return f"{whole}.{str(fraction).rjust(digits, '0').rstrip('0')}"
 
 
 def _envs(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -> pulumi.Input[list[str]]:
@@ -162,8 +258,8 @@ def _healthcheck(h: HealthcheckSpec | None) -> docker.ContainerHealthcheckArgs |
         return None
     return docker.ContainerHealthcheckArgs(
         tests=list(h.test),
-        interval=f"{h.interval_s}s",
-        timeout=f"{h.timeout_s}s",
+        interval=go_duration(h.interval_s),
+        timeout=go_duration(h.timeout_s),
         retries=h.retries,
-        start_period=f"{h.start_period_s}s",
+        start_period=go_duration(h.start_period_s),
     )

@@ -99,6 +99,7 @@ def rehearse(args: argparse.Namespace) -> dict:
     sim = Simulator.for_stack(args.stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
     arguments = {"steps": args.steps, "mix": args.mix, "users": args.users, "phase_seconds": args.phase_seconds,
                  "from_version": args.from_version, "to_version": args.to_version}
+    sim.refuse_foreign_stack()  # as every changing command does first: not a stack Pulumi manages
     with sim.ledger.command("rehearse", arguments, sim.ledger_snapshot) as operation:
         sim.repair_leftovers(operation)  # as every changing command does first (simulator/repair.py)
         summary = _rehearse(sim, args)

@@ -15,6 +15,7 @@ import requests.exceptions
 from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
 from stacks.docker_objects import stack_labels, stack_network
+from stacks.ownership import MANAGED_BY, SIMULATOR, owner_labels, refusal
 from stacks.spec import PROJECT, StackSpec
 from stacks.topology import NO_NEW_PRIVILEGES, SECRET_PLACEHOLDER, ContainerSpec, network_name, secret_value, stack_containers
 
@@ -62,6 +63,13 @@ class DockerDriver:
 
     def stack_containers(self) -> list:
         return self.client.containers.list(all=True, filters={"label": [f"cutover.project={PROJECT}", f"cutover.stack={self.spec.stack}"]})
+
+    def refuse_foreign_stack(self) -> None:
+        """Before a changing command touches anything: a stack whose containers Pulumi manages is
+        refused with one sentence (stacks/ownership.py), so neither state goes stale."""
+        message = refusal(self.spec.stack, {c.name: (c.labels or {}).get(MANAGED_BY) for c in self.stack_containers()}, SIMULATOR)
+        if message:
+            raise CutoverError(message)
 
     def observe(self) -> Observed:
         containers = {}
@@ -119,9 +127,9 @@ class DockerDriver:
     def apply(self, action: Action) -> None:
         if action.kind == "create-network":
             network = stack_network(self.spec)
-            self.client.networks.create(network.name, driver=network.driver, labels=dict(network.labels))
+            self.client.networks.create(network.name, driver=network.driver, labels=owner_labels(network.labels, SIMULATOR))
         elif action.kind == "create-volume":
-            self.client.volumes.create(action.target, labels=dict(stack_labels(self.spec)))
+            self.client.volumes.create(action.target, labels=owner_labels(stack_labels(self.spec), SIMULATOR))
         elif action.kind == "create":
             self.create(action.container)
         elif action.kind == "replace":
@@ -158,7 +166,8 @@ class DockerDriver:
             user=spec.user or "",
             environment={**dict(spec.env), **{var: secret_value(template, self._secret(name)) for var, name, template in spec.secret_env}},
             command=list(spec.command) or None,
-            labels=spec.labels_with_fingerprint(),
+            # The owner mark outside the spec: the fingerprint is the same whichever executor made it.
+            labels=owner_labels(spec.labels_with_fingerprint(), SIMULATOR),
             ports=[p.internal for p in spec.ports],
             host_config=host_config,
             networking_config=networking,
@@ -196,7 +205,7 @@ class DockerDriver:
             spec.image, entrypoint=["sh", "-c", script], user="0:0", network_mode="none",
             volumes={v.volume: {"bind": v.container_path, "mode": "rw"} for v in spec.volumes},
             cap_drop=["ALL"], cap_add=["CHOWN", "DAC_READ_SEARCH"], security_opt=list(NO_NEW_PRIVILEGES),
-            labels={**dict(stack_labels(self.spec)), "cutover.role": "adopt"},
+            labels=owner_labels({**dict(stack_labels(self.spec)), "cutover.role": "adopt"}, SIMULATOR),
         )
         try:
             container.start()
@@ -209,13 +218,25 @@ class DockerDriver:
         finally:
             container.remove(force=True)
 
-    def run_once(self, spec: ContainerSpec, timeout_s: float = 300) -> tuple[int, str, str]:
-        """Run a one-shot container to completion; return (exit code, stdout, stderr). Always removed."""
+    def run_once(self, spec: ContainerSpec, timeout_s: float | None = None) -> tuple[int, str, str]:
+        """Run a one-shot container to completion; return (exit code, stdout, stderr). Always removed.
+
+        ``timeout_s`` (default: the stack's cutover:migrationTimeoutSeconds, the bound Pulumi puts
+        on the same run): past it the run is killed and removed, and the command fails with one
+        sentence instead of waiting on.
+        """
+        timeout_s = self.spec.migration_timeout_s if timeout_s is None else timeout_s
         self.remove(spec.name)
         container = self.create(spec, start=False)
         try:
             container.start()
-            exit_code = container.wait(timeout=timeout_s)["StatusCode"]
+            try:
+                exit_code = container.wait(timeout=timeout_s)["StatusCode"]
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                raise CutoverError(
+                    f"{spec.name} ({spec.version or spec.role}) did not finish within {timeout_s:g} s (cutover:migrationTimeoutSeconds) "
+                    f"and was stopped; see what it was doing in the app's own logs, raise the timeout if it needs longer."
+                ) from None
             stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
             stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
             return exit_code, stdout, stderr
@@ -225,7 +246,9 @@ class DockerDriver:
     def files_in_image(self, image: str, directory: str, suffix: str) -> dict[str, str]:
         """The text of every ``*suffix`` file directly in ``directory`` of ``image``, read without
         running anything in it (a created, never started container, then removed)."""
-        container = self.client.containers.create(image, command=["true"], labels={"cutover.project": PROJECT, "cutover.stack": self.spec.stack, "cutover.role": "inspect"})
+        container = self.client.containers.create(
+            image, command=["true"], labels=owner_labels({"cutover.project": PROJECT, "cutover.stack": self.spec.stack, "cutover.role": "inspect"}, SIMULATOR)
+        )
         try:
             try:
                 stream, _ = container.get_archive(directory.rstrip("/") + "/.")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from simulator.errors import CutoverError, Refused
+from stacks.ownership import MANAGED_BY, SIMULATOR
 
 GENESIS = "0" * 64
 LEDGER_MOUNT = "/ledger"
@@ -239,7 +240,7 @@ class Ledger:
             self.client.volumes.get(self.volume)
         except docker.errors.NotFound:
             # cutover.role=ledger keeps it out of 'down --volumes' (an audit trail outlives the stack).
-            self.client.volumes.create(self.volume, labels={"cutover.project": "cutover", "cutover.stack": self.stack, "cutover.role": "ledger"})
+            self.client.volumes.create(self.volume, labels={"cutover.project": "cutover", "cutover.stack": self.stack, "cutover.role": "ledger", MANAGED_BY: SIMULATOR})
 
     def exists(self) -> bool:
         import docker.errors
@@ -266,7 +267,7 @@ class Ledger:
             out = self.client.containers.run(
                 self.image(), [LEDGER_SCRIPT, *args], remove=True, network_mode="none",
                 volumes={self.volume: {"bind": LEDGER_MOUNT, "mode": "rw"}},
-                labels={"cutover.project": "cutover", "cutover.role": "ledger-writer", "cutover.ledger": self.stack},
+                labels={"cutover.project": "cutover", "cutover.role": "ledger-writer", "cutover.ledger": self.stack, MANAGED_BY: SIMULATOR},
             )
         except docker.errors.ContainerError as exc:
             raise CutoverError(f"the ledger on the engine refused ({' '.join(args[:1])}): {(exc.stderr or b'').decode(errors='replace').strip()}") from None
@@ -336,6 +337,7 @@ class Ledger:
         labels = {
             "cutover.project": "cutover",
             "cutover.role": "lock",
+            MANAGED_BY: SIMULATOR,
             "cutover.lock.stack": self.stack,
             "cutover.lock.command": command,
             "cutover.lock.holder": actor(),
@@ -563,6 +565,11 @@ def changing(command: str | Callable[[dict], str]):
             values = {k: v for k, v in bound.arguments.items() if k != "self"}
             name = command(values) if callable(command) else command
             snapshot = getattr(self, "ledger_snapshot", None)
+            # Before the lock and the start record: a stack another executor manages is refused
+            # with nothing changed, not even the ledger.
+            guard = getattr(self, "refuse_foreign_stack", None)
+            if guard is not None:
+                guard()
             with self.ledger.command(name, values, snapshot) as operation:
                 if operation.parent is None and hasattr(self, "repair_leftovers"):
                     # What a killed command left is repaired (or named) before this one changes anything.

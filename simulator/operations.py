@@ -132,6 +132,10 @@ class Simulator:
         self.schema.image_of = self.images.image_id
         self.ledger = Ledger(spec.stack, self.client, self.images.ensure_state, say)
 
+    def refuse_foreign_stack(self) -> None:
+        """Called by every changing command (simulator.ledger.changing) before it changes anything."""
+        self.driver.refuse_foreign_stack()
+
     @classmethod
     def for_stack(cls, stack: str, say: Callable[[str], None] = print) -> "Simulator":
         return cls(load_stack(stack), say)

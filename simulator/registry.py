@@ -20,6 +20,7 @@ import requests
 
 from simulator.docker_driver import wait_until
 from simulator.errors import CutoverError
+from stacks.ownership import MANAGED_BY, SIMULATOR
 
 IMAGE = "cutover-registry:1"
 # A started container is not yet a listening registry: start() returns only once /v2/ answers.
@@ -112,7 +113,7 @@ class ArtefactStore:
             ports={"5000/tcp": ("127.0.0.1", self.port)},
             volumes={f"{self.name}-data": {"bind": "/var/lib/docker-registry", "mode": "rw"}},
             restart_policy={"Name": "unless-stopped"},
-            labels={"cutover.project": "cutover", "cutover.role": "registry"},
+            labels={"cutover.project": "cutover", "cutover.role": "registry", MANAGED_BY: SIMULATOR},
         )
 
     def stop(self, with_data: bool = False) -> list[str]:

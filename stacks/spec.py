@@ -50,7 +50,19 @@ WATCH_DEFAULTS = {
     "cutover:watchMinRequests": 20,
     "cutover:watchMaxResponseMs": 5000,
 }
-KNOWN_KEYS = REQUIRED_KEYS + tuple(WATCH_DEFAULTS)
+# Optional keys for data and robustness, with their defaults (a stack file written before they
+# existed still loads). This project's own stack files set them explicitly all the same.
+DATA_DEFAULTS = {
+    # `pulumi destroy` keeps the database's container and volume (retain_on_delete) unless false.
+    "cutover:keepDataOnDestroy": True,
+    # How long one expand migration run may take, for both executors.
+    "cutover:migrationTimeoutSeconds": 600,
+}
+OPTIONAL_DEFAULTS = {**WATCH_DEFAULTS, **DATA_DEFAULTS}
+KNOWN_KEYS = REQUIRED_KEYS + tuple(OPTIONAL_DEFAULTS)
+# The keys every stack file in stacks/ sets (the watch keys are the simulator's alone: unset, they
+# take their defaults).
+STACK_FILE_KEYS = REQUIRED_KEYS + tuple(DATA_DEFAULTS)
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a valid Docker tag
 _IMAGE_REF = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]+)?$")
@@ -91,6 +103,8 @@ class StackSpec:
     watch_max_5xx_percent: float = WATCH_DEFAULTS["cutover:watchMax5xxPercent"]
     watch_min_requests: int = WATCH_DEFAULTS["cutover:watchMinRequests"]
     watch_max_response_ms: int = WATCH_DEFAULTS["cutover:watchMaxResponseMs"]
+    keep_data_on_destroy: bool = DATA_DEFAULTS["cutover:keepDataOnDestroy"]
+    migration_timeout_s: int = DATA_DEFAULTS["cutover:migrationTimeoutSeconds"]
 
     @property
     def health_path(self) -> str:
@@ -189,6 +203,9 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         watch_max_5xx_percent=reader.optional("cutover:watchMax5xxPercent", _number_between(0, 100)),
         watch_min_requests=reader.optional("cutover:watchMinRequests", _int_between(1, 1_000_000)),
         watch_max_response_ms=reader.optional("cutover:watchMaxResponseMs", _int_between(1, 3_600_000)),
+        keep_data_on_destroy=reader.optional("cutover:keepDataOnDestroy", _boolean),
+        # At least a minute (a migration container needs a few seconds just to start); at most a day.
+        migration_timeout_s=reader.optional("cutover:migrationTimeoutSeconds", _int_between(60, 86_400)),
     )
     unknown = sorted(k for k in config if k not in KNOWN_KEYS)
     if unknown:
@@ -214,9 +231,9 @@ class _Reader:
             raise SpecError(f"{self._source}: {key} {exc}") from None
 
     def optional(self, key: str, convert: Callable[[Any], Any]) -> Any:
-        """A key with a default (WATCH_DEFAULTS): absent or empty means the default."""
+        """A key with a default (OPTIONAL_DEFAULTS): absent or empty means the default."""
         if key not in self._config or self._config[key] is None or self._config[key] == "":
-            return WATCH_DEFAULTS[key]
+            return OPTIONAL_DEFAULTS[key]
         return self.get(key, convert)
 
 
@@ -246,6 +263,15 @@ def _int_between(low: int, high: int) -> Callable[[Any], int]:
         return number
 
     return convert
+
+
+def _boolean(value: Any) -> bool:
+    # YAML gives a bool; Pulumi hands a program every value as a string ("true"/"false").
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"must be true or false, got {value!r}.")
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:

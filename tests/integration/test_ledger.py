@@ -130,7 +130,7 @@ def test_the_ledger_survives_down_volumes_and_goes_only_with_ledger(world):
     assert cli(world, "down", "--ledger").returncode == 1  # --ledger only with --volumes
     # The lock (a container) is not one of the stack's containers: 'down' never takes it for one.
     assert not client.containers.list(all=True, filters={"label": f"cutover.stack={STACK}", "name": LOCK})
-    assert client.volumes.get(VOLUME).attrs["Labels"] == {"cutover.project": "cutover", "cutover.stack": STACK, "cutover.role": "ledger"}
+    assert client.volumes.get(VOLUME).attrs["Labels"] == {"cutover.project": "cutover", "cutover.stack": STACK, "cutover.role": "ledger", "cutover.managed-by": "cutover"}
 
 
 def test_editing_deleting_inserting_or_swapping_a_line_on_the_engine_fails_verify_at_that_record(world):

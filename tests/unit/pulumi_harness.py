@@ -53,6 +53,9 @@ APP_POOL = "cutover:index:AppPool"
 DATABASE = "cutover:index:Database"
 PROXY = "cutover:index:Proxy"
 SERVICE = "cutover:index:BlueGreenService"
+# pulumi-command's invoke that runs a command where `pulumi` runs (components/engine.py).
+LOCAL_RUN = "command:local:run"
+DEFAULT_PLATFORM = "linux/amd64"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,11 @@ class Registration:
     inputs: dict[str, Any]
     # What the (mock) provider answered: the resource's outputs, camelCase.
     state: dict[str, Any]
+    # Resource options the engine sees (not echoed by the mocks): kept by `destroy`, input
+    # properties whose changes are ignored, and the create/update/delete timeouts ("" if unset).
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    custom_timeouts: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class ProgramRun:
     component_outputs: dict[str, dict[str, Any]]
     # Every secret value the mocks generated (the database password).
     secret_values: tuple[str, ...]
+    # The commands the program ran through pulumi-command's local.run invoke, with their environment.
+    local_runs: tuple[tuple[str, dict[str, str]], ...] = ()
 
     def spec(self):
         """The spec the program built from this run's config (as ``components.program.load_spec``)."""
@@ -108,11 +118,20 @@ class ProgramRun:
 class _Mocks(pulumi.runtime.Mocks):
     """Answers like a provider would: an id, the inputs echoed back, plus the outputs we read."""
 
-    def __init__(self, stack: str, one_shot_exit_codes: Mapping[str, int | None]) -> None:
+    def __init__(
+        self,
+        stack: str,
+        one_shot_exit_codes: Mapping[str, int | None],
+        engine_platform: str = DEFAULT_PLATFORM,
+        existing_containers: Mapping[str, str | None] | None = None,
+    ) -> None:
         super().__init__()
         self.stack = stack
         self.one_shot_exit_codes = one_shot_exit_codes
         self.secret_values: list[str] = []
+        self.engine_platform = engine_platform
+        self.existing_containers = dict(existing_containers or {})
+        self.local_runs: list[tuple[str, dict[str, str]]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -144,7 +163,24 @@ class _Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == LOCAL_RUN:
+            command = args.args.get("command") or ""
+            self.local_runs.append((command, dict(args.args.get("environment") or {})))
+            # Dispatch on the command text: each invoke the program makes is answered by its own
+            # handler (add one here for a new command; an unknown command fails the run).
+            for marker, answer in self._local_run_answers():
+                if marker in command:
+                    return {"stdout": answer(), "stderr": "", "command": command}
+            raise AssertionError(f"the program ran an unexpected local command: {command}")
         raise AssertionError(f"the program made an unexpected provider call: {args.token}")
+
+    def _local_run_answers(self):
+        return (
+            # components/engine.py: the engine's platform.
+            ("docker version", lambda: f"{self.engine_platform}\n"),
+            # components/engine.py: the stack's existing containers and their owner label.
+            ("docker ps", lambda: "".join(f"{name}\t{owner or ''}\n" for name, owner in self.existing_containers.items())),
+        )
 
 
 class _RecordingMonitor(MockMonitor):
@@ -170,6 +206,9 @@ class _RecordingMonitor(MockMonitor):
                     # The base class deserialised these already, but does not keep them.
                     inputs=rpc.deserialize_properties(request.object),
                     state=dict(self.resources[response.urn].state) if request.custom else {},
+                    retain_on_delete=bool(request.retainOnDelete),
+                    ignore_changes=tuple(request.ignoreChanges),
+                    custom_timeouts=_timeouts(request),
                 )
             )
         return response
@@ -177,6 +216,13 @@ class _RecordingMonitor(MockMonitor):
     def RegisterResourceOutputs(self, request):  # noqa: N802 (the gRPC method name)
         self.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
         return super().RegisterResourceOutputs(request)
+
+
+def _timeouts(request) -> dict[str, str] | None:
+    if not request.HasField("customTimeouts"):
+        return None
+    timeouts = request.customTimeouts
+    return {"create": timeouts.create, "update": timeouts.update, "delete": timeouts.delete}
 
 
 def stack_config(stack: str, stacks_dir: Path = STACKS_DIR) -> dict[str, str]:
@@ -199,6 +245,8 @@ def run_program(
     drop: tuple[str, ...] = (),
     one_shot_exit_codes: Mapping[str, int | None] | None = None,
     stacks_dir: Path = STACKS_DIR,
+    engine_platform: str = DEFAULT_PLATFORM,
+    existing_containers: Mapping[str, str | None] | None = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed).
 
@@ -208,6 +256,10 @@ def run_program(
     ``one_shot_exit_codes``: the exit status the mock provider reports for a one-shot container
     (a migration), by Docker name; 0 for any other. If the program fails, the exception carries
     what was registered before it failed as ``registrations``.
+
+    ``engine_platform``: what the stack's engine answers to ``docker version`` (os/arch).
+    ``existing_containers``: the stack's containers already on the engine, by name, with their
+    ``cutover.managed-by`` label (None: unlabelled); none by default (a first `up`).
     """
     config = {**stack_config(stack, stacks_dir), **(overrides or {})}
     for key in drop:
@@ -215,7 +267,7 @@ def run_program(
     if not all(isinstance(v, str) for v in config.values()):
         raise TypeError("Pulumi config values reach a program as strings; pass strings")
 
-    mocks = _Mocks(stack, one_shot_exit_codes or {})
+    mocks = _Mocks(stack, one_shot_exit_codes or {}, engine_platform, existing_containers)
     monitor = _RecordingMonitor(mocks)
     # Fresh settings and no root resource, so set_mocks creates a new root stack for this stack.
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack, preview=False)
@@ -277,6 +329,7 @@ def run_program(
         exports={name: (value, bool(secret)) for name, (value, secret) in exports.items()},
         component_outputs=dict(monitor.component_outputs),
         secret_values=tuple(mocks.secret_values),
+        local_runs=tuple(mocks.local_runs),
     )
 
 

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from pulumi_harness import ROOT, STACKS_DIR, run_program, stack_config
 
-from stacks.spec import REQUIRED_KEYS, SpecError, spec_from_config
+from stacks.spec import STACK_FILE_KEYS, SpecError, spec_from_config
 
 PROJECT_FILE = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
 SCHEMA = PROJECT_FILE["config"]
-PULUMI_TYPES = {"integer": int, "string": str}
+PULUMI_TYPES = {"integer": int, "string": str, "boolean": bool}
 
 
 @pytest.mark.parametrize(
@@ -92,7 +92,7 @@ def test_project_file():
 
 
 def test_schema_covers_exactly_the_cutover_keys():
-    cutover_keys = {key.split(":", 1)[1] for key in REQUIRED_KEYS if key.startswith("cutover:")}
+    cutover_keys = {key.split(":", 1)[1] for key in STACK_FILE_KEYS if key.startswith("cutover:")}
     assert set(SCHEMA) == cutover_keys
     # Pulumi refuses a type or description on another namespace's key; it is documented instead.
     assert "docker:host" not in SCHEMA and "host" not in SCHEMA
@@ -119,7 +119,7 @@ def test_stack_files_hold_values_of_the_schema_type(stack):
 def test_schema_defaults_make_a_valid_stack():
     config = {f"cutover:{name}": entry["default"] for name, entry in SCHEMA.items() if "default" in entry}
     # Artefact versions and the engine have no sensible default: a stack must say them.
-    without_default = {key for key in REQUIRED_KEYS if key not in config}
+    without_default = {key for key in STACK_FILE_KEYS if key not in config}
     # Nor does the app: a stack that forgot to name one must not quietly deploy the demo.
     assert without_default == {"docker:host", "cutover:app", "cutover:blueVersion", "cutover:greenVersion"}
     dev = stack_config("dev")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, STACKS_DIR, flatten, redact, run_program, stack_config
 
-from stacks.spec import REQUIRED_KEYS, known_stacks
+from stacks.spec import STACK_FILE_KEYS, known_stacks
 
 STACKS = ("dev", "ci", "prod")
 
@@ -100,7 +100,7 @@ def runs():
 
 
 def _unexplained_keys(configs: dict[str, dict[str, str]]) -> set[str]:
-    differing = {key for key in REQUIRED_KEYS if len({config.get(key) for config in configs.values()}) > 1}
+    differing = {key for key in STACK_FILE_KEYS if len({config.get(key) for config in configs.values()}) > 1}
     return differing - set(ENVIRONMENT_KEYS) - set(RELEASE_KEYS)
 
 
@@ -108,7 +108,7 @@ def test_every_stack_file_sets_every_key_and_differs_only_on_allowed_keys():
     assert sorted(known_stacks(STACKS_DIR)) == sorted(STACKS)
     configs = {stack: stack_config(stack) for stack in STACKS}
     for stack, config in configs.items():
-        assert set(config) == set(REQUIRED_KEYS), stack
+        assert set(config) == set(STACK_FILE_KEYS), stack
     assert not _unexplained_keys(configs), sorted(_unexplained_keys(configs))
 
 

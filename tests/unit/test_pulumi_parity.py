@@ -78,7 +78,8 @@ def expected_inputs(c: ContainerSpec) -> dict:
         "envs": [f"{key}={value}" for key, value in c.env] + [f"{key}={secret_value(template, '<secret>')}" for key, _, template in c.secret_env],
         "command": list(c.command) or None,
         "ports": [{"internal": p.internal, "external": p.external, "ip": p.ip, "protocol": "tcp"} for p in c.ports],
-        "networksAdvanced": [{"name": c.network, "aliases": [c.hostname]}],
+        # By the network resource's ID (the mock provider answers `<name>-id`), not by its name.
+        "networksAdvanced": [{"name": f"{c.network}-id", "aliases": [c.hostname]}],
         "healthcheck": None
         if h is None
         else {
@@ -91,12 +92,14 @@ def expected_inputs(c: ContainerSpec) -> dict:
         "restart": c.restart,
         "uploads": [{"file": u.path, "content": u.content} for u in c.uploads],
         "volumes": [{"volumeName": v.volume, "containerPath": v.container_path} for v in c.volumes],
-        "labels": c.labels_with_fingerprint(),
+        # The owner mark is the executor's own (the simulator's says cutover), outside the fingerprint.
+        "labels": {**c.labels_with_fingerprint(), "cutover.managed-by": "pulumi"},
         "stopSignal": c.stop_signal,
         "stopTimeout": c.stop_timeout_s,
         "user": c.user,
         "readOnly": c.read_only,
-        "capabilities": {"adds": list(c.cap_add), "drops": list(c.cap_drop)},
+        # As Docker stores them (CAP_ prefix), so a refresh reads back what was declared.
+        "capabilities": {"adds": [f"CAP_{n}" for n in c.cap_add], "drops": [n if n == "ALL" else f"CAP_{n}" for n in c.cap_drop]},
         "securityOpts": list(c.security_opt),
         "tmpfs": dict(c.tmpfs),
     }
@@ -213,6 +216,8 @@ def test_network_and_volumes_match_the_shared_description(stack_run):
     spec, run = stack_run
     (network,) = run.of_type(NETWORK)
     want = stack_network(spec)
-    assert (network.inputs["name"], network.inputs["driver"], labels(network.inputs)) == (want.name, want.driver, dict(want.labels))
+    # Plus the owner mark: the Pulumi program's (the simulator marks its own with cutover).
+    owner = {"cutover.managed-by": "pulumi"}
+    assert (network.inputs["name"], network.inputs["driver"], labels(network.inputs)) == (want.name, want.driver, {**dict(want.labels), **owner})
     declared_volumes = {v.inputs["name"]: labels(v.inputs) for v in run.of_type(VOLUME)}
-    assert declared_volumes == {v.name: dict(v.labels) for v in [*stack_volumes(spec), ledger_volume(spec)]}
+    assert declared_volumes == {v.name: {**dict(v.labels), **owner} for v in [*stack_volumes(spec), ledger_volume(spec)]}

@@ -114,7 +114,8 @@ def test_migrations_are_one_shot_runs(run):
 def test_the_database_is_never_published_on_the_host(run):
     (db,) = [c for c in run.of_type(CONTAINER) if _role(c) == "database"]
     assert db.inputs["ports"] == []
-    assert db.inputs["networksAdvanced"] == [{"name": f"cutover-{run.stack}", "aliases": ["db"]}]
+    # The network by its resource's ID (the mock provider answers `<name>-id`).
+    assert db.inputs["networksAdvanced"] == [{"name": f"cutover-{run.stack}-id", "aliases": ["db"]}]
     assert db.inputs["volumes"] == [{"volumeName": f"cutover-{run.stack}-db-data", "containerPath": "/var/lib/postgresql/data"}]
 
 
