@@ -135,6 +135,21 @@ def test_app_containers_run_their_versions_artefact(stack, client):
         assert client.api.inspect_container(c.name)["Image"] == builder.image_id(c.version), c.name
 
 
+def test_each_executor_stamps_the_fingerprint_of_its_own_spec(stack, declared, client):
+    # The one label parity compares by presence only (parity.EXECUTOR_LABELS): here each side's
+    # value is checked against the spec that executor rendered. The simulator's spec names the
+    # image ID of each app version, the Pulumi program's the version's tag.
+    root, spec = stack
+    builder = ImageBuilder(client, spec, say=lambda _: None)
+    versions = {c.version for c in stack_containers(spec) if c.role == "app"}
+    simulator_specs = stack_containers(spec, images={v: builder.image_id(v) for v in versions})
+    for c in simulator_specs:
+        assert client.api.inspect_container(c.name)["Config"]["Labels"]["cutover.fingerprint"] == c.fingerprint(), c.name
+    for c in stack_containers(spec):
+        labels = {item["label"]: item["value"] for item in declared.named(CONTAINER, c.name).inputs["labels"]}
+        assert labels["cutover.fingerprint"] == c.fingerprint(), c.name
+
+
 def test_volumes_and_network_are_what_pulumi_declares(stack, declared, client):
     found = []
     volumes = {v.name: v for v in client.volumes.list(filters={"label": f"cutover.stack={STACK}"})}
