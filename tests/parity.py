@@ -24,8 +24,9 @@ Documented, expected differences (the only ones; everything else must be equal):
 - ``EXECUTOR_LABELS``: labels whose *value* says which executor made the object (presence is still
   compared on both sides).
 - One-shot containers (migration runs: ``attach``/``mustRun=False``): the Pulumi program keeps each
-  exited run to read its exit code; the simulator removes its run. ``is_one_shot`` tells them apart;
-  they are not expected among the running stack's containers.
+  exited run (named ``<topology name>-<version>``) to read its exit code; the simulator removes its
+  run. ``is_one_shot`` tells them apart: they are not expected among the running stack's
+  containers, and are compared as the simulator's driver creates them, under the topology's name.
 """
 
 from __future__ import annotations
