@@ -28,7 +28,7 @@ import yaml
 from simulator.docker_driver import DockerDriver
 from simulator.images import ImageBuilder
 from simulator.secrets_store import SecretStore
-from stacks.spec import load_stack
+from stacks.spec import WATCH_DEFAULTS, load_stack
 from stacks.topology import DB_PASSWORD_SECRET, migration_container, stack_containers
 from tests import parity
 from tests.conftest import REPO_ROOT, demo_copy, remove_app_images, run_cli, write_stack_file
@@ -53,6 +53,8 @@ def stack(tmp_path_factory, state_dir):
     app_file = demo_copy(root / "demo", APP_NAME)
     ci = yaml.safe_load((REPO_ROOT / "stacks/Pulumi.ci.yaml").read_text())["config"]
     config = {key: value for key, value in ci.items() if key not in ("cutover:livePort", "cutover:previewPort")}
+    # write_stack_file's short test watch is left at the default too: the ci stack does not set it.
+    config.setdefault("cutover:watchSeconds", WATCH_DEFAULTS["cutover:watchSeconds"])
     write_stack_file(root, STACK, LIVE_PORT, **{**config, "cutover:app": str(app_file)})
     cli(root, "down", "--volumes", "--ledger")
     remove_app_images(APP_NAME)
