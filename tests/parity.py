@@ -5,7 +5,9 @@ from two directions, so the two executors can be compared field by field.
   ``docker_network``);
 - from the inputs the Pulumi program registers for the same stack under Pulumi's mocks
   (``pulumi_container``, ``pulumi_volume``, ``pulumi_network``), translated the way pulumi-docker
-  5.2.0 (the Terraform provider kreuzwerker/docker v3.0.2) hands them to the engine, and overlaid
+  hands them to the engine (read from the Terraform provider it bridges, kreuzwerker/docker v4.5.0
+  for pulumi-docker 5.1 and later: create with the container's config, disconnect it from "bridge",
+  connect each ``networks_advanced`` entry with its aliases; StopTimeout only when set), overlaid
   on the image's own configuration the way the engine merges them (env, command, entrypoint, user,
   working dir, labels, healthcheck, stop signal, declared volumes). ``docker inspect`` shows the
   merged result, so both sides describe what the container really runs with.
