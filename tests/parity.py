@@ -290,12 +290,15 @@ def pulumi_container(
     inputs: Mapping[str, Any],
     image: Callable[[str], ImageFacts],
     secrets: Iterable[str] = (),
+    network_names: Mapping[str, str] | None = None,
 ) -> dict:
     """The normal form of a container from the inputs the Pulumi program registered for it.
 
     ``inputs``: camelCase, as the mock engine received them, secret wrappers already removed;
     ``image(ref)``: the facts of the image the ``image`` input names (a provider output or a tag),
-    as the engine that runs the stack knows it; ``secrets``: values shown as ``<secret>``.
+    as the engine that runs the stack knows it; ``secrets``: values shown as ``<secret>``;
+    ``network_names``: network IDs (a container names its network by the Network resource's ID) to
+    the names the engine reports.
     """
     name = inputs.get("name", "?")
     _check_inputs("container", name, inputs, _CONTAINER_INPUTS)
@@ -352,7 +355,7 @@ def pulumi_container(
     if advanced:
         # The provider creates the container, disconnects it from "bridge" and connects these.
         networks = {
-            n["name"]: {"aliases": sorted(n.get("aliases") or []), "ipv4_address": n.get("ipv4Address") or None, "ipv6_address": n.get("ipv6Address") or None}
+            (network_names or {}).get(n["name"], n["name"]): {"aliases": sorted(n.get("aliases") or []), "ipv4_address": n.get("ipv4Address") or None, "ipv6_address": n.get("ipv6Address") or None}
             for n in advanced
         }
     elif network_mode in ("default", "bridge"):

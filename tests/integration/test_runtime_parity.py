@@ -34,7 +34,7 @@ from tests import parity
 from tests.conftest import REPO_ROOT, demo_copy, remove_app_images, run_cli, write_stack_file
 
 sys.path.insert(0, str(REPO_ROOT / "tests/unit"))
-from pulumi_harness import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, run_program, unwrap_secret  # noqa: E402
+from pulumi_harness import CONTAINER, IMAGE, NETWORK, REMOTE_IMAGE, VOLUME, mock_id, run_program, unwrap_secret  # noqa: E402
 
 pytestmark = pytest.mark.docker
 
@@ -119,7 +119,7 @@ def test_every_container_runs_what_pulumi_declares(stack, declared, client):
     found = []
     for name, registration in sorted(long_running.items()):
         inputs = {**registration.inputs, "envs": unwrap_secret(registration.inputs.get("envs"))}
-        want = parity.pulumi_container(inputs, resolve, declared.secret_values)
+        want = parity.pulumi_container(inputs, resolve, declared.secret_values, network_names(declared))
         # The files either side uploads into this container, as they are in it now.
         paths = {u["file"] for u in inputs.get("uploads") or []} | {u.path for u in topology[name].uploads}
         container = running[name]
@@ -146,7 +146,7 @@ def test_a_migration_run_is_created_as_pulumi_declares_it(stack, declared, clien
         run_spec = migration_container(spec, version, tuple(run.inputs["command"]), builder.image_id(version))
         assert run.inputs["name"] == f"{run_spec.name}-{version}"
         inputs = {**run.inputs, "name": run_spec.name, "envs": unwrap_secret(run.inputs.get("envs"))}
-        want = parity.pulumi_container(inputs, resolve, declared.secret_values)
+        want = parity.pulumi_container(inputs, resolve, declared.secret_values, network_names(declared))
         created = driver.create(run_spec, start=False)
         try:
             have = parity.docker_container(client.api.inspect_container(created.id), secrets=[store.get(DB_PASSWORD_SECRET)])
@@ -180,6 +180,11 @@ def test_each_executor_stamps_the_fingerprint_of_its_own_spec(stack, declared, c
     for c in stack_containers(spec):
         labels = {item["label"]: item["value"] for item in declared.named(CONTAINER, c.name).inputs["labels"]}
         assert labels["cutover.fingerprint"] == c.fingerprint(), c.name
+
+
+def network_names(declared) -> dict[str, str]:
+    """Containers name their network by the Network resource's ID: the name the engine reports for it."""
+    return {mock_id(r.name): r.inputs["name"] for r in declared.of_type(NETWORK)}
 
 
 def test_volumes_and_network_are_what_pulumi_declares(stack, declared, client):

@@ -58,6 +58,11 @@ LOCAL_RUN = "command:local:run"
 DEFAULT_PLATFORM = "linux/amd64"
 
 
+def mock_id(logical_name: str) -> str:
+    """The ID the mock engine gives a resource (a Network's, which containers name it by)."""
+    return f"{logical_name}-id"
+
+
 @dataclass(frozen=True)
 class Registration:
     """One resource as the engine saw it. ``inputs`` arrive camelCase (``networksAdvanced``)."""
@@ -160,7 +165,7 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.typ == CONTAINER and args.inputs.get("attach"):
             # A one-shot container: the provider reads its exit status back once it has exited.
             state["exitCode"] = self.one_shot_exit_codes.get(args.inputs["name"], 0)
-        return f"{args.name}-id", state
+        return mock_id(args.name), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == LOCAL_RUN:
