@@ -13,6 +13,7 @@ whole, so the values reach neither the state file nor the CLI's diff in clear te
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -76,10 +77,25 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
     return args
 
 
-def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = ()) -> pulumi.ResourceOptions:
+def every_container_input() -> list[str]:
+    """Every input a pulumi-docker ``Container`` takes (snake_case, as the SDK translates them), not
+    only those we set today: an input the program stops setting must not show up as a change either."""
+    return sorted(name for name in inspect.signature(docker.ContainerArgs.__init__).parameters if name != "self")
+
+
+def container_options(
+    parent: pulumi.Resource, depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (), frozen: bool = False
+) -> pulumi.ResourceOptions:
     # Our containers have fixed names and (the proxy) fixed host ports, so the old one must be gone
     # before its replacement can be created; the default create-then-delete would collide.
-    return pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on), delete_before_replace=True)
+    # frozen: a container of the colour serving traffic now keeps the inputs it was created with
+    # (components/staging.py); Pulumi still creates it from the program's inputs if it is missing.
+    return pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on),
+        delete_before_replace=True,
+        ignore_changes=every_container_input() if frozen else None,
+    )
 
 
 def declare_container(
@@ -88,6 +104,7 @@ def declare_container(
     secrets: Mapping[str, pulumi.Input[str]],
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
     image: pulumi.Input[str] | None = None,
+    frozen: bool = False,
 ) -> docker.Container:
     """``c`` as a Docker container; ``image`` (an app version's image ID) replaces its tag, so the
     container runs exactly the artefact that was built, never whatever the tag names later."""
@@ -96,7 +113,7 @@ def declare_container(
     args = container_args(c, secrets)
     if image is not None:
         args["image"] = image
-    return docker.Container(c.name, opts=container_options(parent, depends_on), **args)
+    return docker.Container(c.name, opts=container_options(parent, depends_on, frozen), **args)
 
 
 def declare_one_shot(

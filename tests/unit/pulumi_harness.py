@@ -48,6 +48,7 @@ NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 COMMAND = "command:local:Command"
+RUN = "command:local:run"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 APP_POOL = "cutover:index:AppPool"
 DATABASE = "cutover:index:Database"
@@ -67,6 +68,13 @@ class Registration:
     provider: str
     dependencies: tuple[str, ...]
     delete_before_replace: bool
+    # Resource options as the SDK sends them to the engine (camelCase property names): what the
+    # engine, not the provider, acts on. The mock provider never sees them; this monitor does.
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    retain_on_delete: bool
+    # Input property -> the URNs its value came from (what the engine uses to replace dependents).
+    property_dependencies: dict[str, tuple[str, ...]]
     # Output names the program asked the engine to keep secret, camelCase (``result``).
     additional_secret_outputs: tuple[str, ...]
     inputs: dict[str, Any]
@@ -87,6 +95,8 @@ class ProgramRun:
     component_outputs: dict[str, dict[str, Any]]
     # Every secret value the mocks generated (the database password).
     secret_values: tuple[str, ...]
+    # The invokes the program made: (token, arguments), in order.
+    invokes: tuple[tuple[str, dict], ...] = ()
 
     def spec(self):
         """The spec the program built from this run's config (as ``components.program.load_spec``)."""
@@ -108,11 +118,13 @@ class ProgramRun:
 class _Mocks(pulumi.runtime.Mocks):
     """Answers like a provider would: an id, the inputs echoed back, plus the outputs we read."""
 
-    def __init__(self, stack: str, one_shot_exit_codes: Mapping[str, int | None]) -> None:
+    def __init__(self, stack: str, one_shot_exit_codes: Mapping[str, int | None], proxy_state: str | Exception) -> None:
         super().__init__()
         self.stack = stack
         self.one_shot_exit_codes = one_shot_exit_codes
+        self.proxy_state = proxy_state
         self.secret_values: list[str] = []
+        self.invokes: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -131,6 +143,8 @@ class _Mocks(pulumi.runtime.Mocks):
                 state["stdout"] = environment["RECORD"]  # the ledger writer prints the line it appended
             elif "LIVE_COLOR" in environment:
                 state["stdout"] = f"live={environment['LIVE_COLOR']}"
+            elif "CUTOVER_BACKEND" in environment:
+                state["stdout"] = ""  # proxy-backend says nothing on success
             else:
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"
         if args.typ == RANDOM_PASSWORD:
@@ -144,6 +158,12 @@ class _Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.invokes.append((args.token, dict(args.args)))
+        if args.token == RUN and "proxy-state" in args.args.get("command", ""):
+            # What `docker exec <proxy> proxy-state` prints (or `{}`: no proxy container yet).
+            if isinstance(self.proxy_state, Exception):
+                raise self.proxy_state
+            return {"stdout": self.proxy_state, "stderr": "", "command": args.args["command"]}
         raise AssertionError(f"the program made an unexpected provider call: {args.token}")
 
 
@@ -166,6 +186,10 @@ class _RecordingMonitor(MockMonitor):
                     provider=request.provider,
                     dependencies=tuple(request.dependencies),
                     delete_before_replace=request.deleteBeforeReplace,
+                    ignore_changes=tuple(request.ignoreChanges),
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
                     additional_secret_outputs=tuple(request.additionalSecretOutputs),
                     # The base class deserialised these already, but does not keep them.
                     inputs=rpc.deserialize_properties(request.object),
@@ -199,8 +223,13 @@ def run_program(
     drop: tuple[str, ...] = (),
     one_shot_exit_codes: Mapping[str, int | None] | None = None,
     stacks_dir: Path = STACKS_DIR,
+    proxy: "ProxyState | Exception | None" = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed).
+
+    ``proxy``: what the stack's proxy says when the program reads it (``proxy-state``): None for
+    no proxy container yet (a first ``up``: nothing is live), a ``ProxyState``, or an exception the
+    invoke raises (an unreachable engine).
 
     ``stacks_dir``: where the stack file is (see ``stack_config``); the program itself always
     resolves ``cutover:app`` against ``stacks/``, as under the Pulumi CLI.
@@ -215,7 +244,8 @@ def run_program(
     if not all(isinstance(v, str) for v in config.values()):
         raise TypeError("Pulumi config values reach a program as strings; pass strings")
 
-    mocks = _Mocks(stack, one_shot_exit_codes or {})
+    proxy_state = proxy if isinstance(proxy, Exception) else (proxy.json() if proxy is not None else "{}")
+    mocks = _Mocks(stack, one_shot_exit_codes or {}, proxy_state)
     monitor = _RecordingMonitor(mocks)
     # Fresh settings and no root resource, so set_mocks creates a new root stack for this stack.
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack, preview=False)
@@ -277,7 +307,37 @@ def run_program(
         exports={name: (value, bool(secret)) for name, (value, secret) in exports.items()},
         component_outputs=dict(monitor.component_outputs),
         secret_values=tuple(mocks.secret_values),
+        invokes=tuple(mocks.invokes),
     )
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    """What ``proxy-state`` prints for a proxy that exists (docs: the contract's JSON line)."""
+
+    live: str
+    versions: Mapping[str, str]
+    # Servers per colour in the proxy's backends (every one UP: the mocks need no health).
+    servers: Mapping[str, int]
+
+    def json(self) -> str:
+        return json.dumps(
+            {
+                "live": self.live,
+                "versions": dict(self.versions),
+                "servers": {colour: {"total": n, "up": n} for colour, n in self.servers.items()},
+            }
+        )
+
+
+def deployed(stack: str, live: str | None = None, overrides: Mapping[str, str] | None = None, **versions: str) -> ProxyState:
+    """The proxy of ``stack`` as an earlier ``up`` of its stack file (with ``overrides``) left it:
+    ``live`` (default: the file's liveColor) serving, each colour stamped with the file's version
+    (or ``blue=``/``green=`` given here), each backend with poolSize servers."""
+    config = {**stack_config(stack), **(overrides or {})}
+    size = int(config["cutover:poolSize"])
+    stamped = {colour: versions.get(colour, config[f"cutover:{colour}Version"]) for colour in ("blue", "green")}
+    return ProxyState(live=live or config["cutover:liveColor"], versions=stamped, servers={"blue": size, "green": size})
 
 
 def is_secret(value: Any) -> bool:
