@@ -31,7 +31,7 @@ from stacks.topology import pool_containers, stack_containers
 # Every input of a command except ``triggers``: what a frozen (live-now) colour's backend and stamp
 # keep from the state.
 FROZEN_COMMAND_INPUTS = sorted(
-    n for n in inspect.signature(local.CommandArgs.__init__).parameters if n not in ("self", "triggers")
+    n for n in inspect.signature(local.CommandArgs.__init__).parameters if n not in ("self", "__self__", "triggers")
 )
 
 

@@ -80,7 +80,7 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]]) -
 def every_container_input() -> list[str]:
     """Every input a pulumi-docker ``Container`` takes (snake_case, as the SDK translates them), not
     only those we set today: an input the program stops setting must not show up as a change either."""
-    return sorted(name for name in inspect.signature(docker.ContainerArgs.__init__).parameters if name != "self")
+    return sorted(name for name in inspect.signature(docker.ContainerArgs.__init__).parameters if name not in ("self", "__self__"))
 
 
 def container_options(

@@ -162,7 +162,9 @@ class _Mocks(pulumi.runtime.Mocks):
         if args.token == RUN and "proxy-state" in args.args.get("command", ""):
             # What `docker exec <proxy> proxy-state` prints (or `{}`: no proxy container yet).
             if isinstance(self.proxy_state, Exception):
-                raise self.proxy_state
+                # How a failed invoke reaches a program: a failure in the response (an exception
+                # raised here would instead be taken for a bug in the program itself).
+                return {}, [("command", str(self.proxy_state))]
             return {"stdout": self.proxy_state, "stderr": "", "command": args.args["command"]}
         raise AssertionError(f"the program made an unexpected provider call: {args.token}")
 
