@@ -77,7 +77,7 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
     assert _containers(static, "database") == [] and _containers(static, "migration") == []
     assert static.outputs["migration_containers"] == {}
     assert sorted(v.name for v in static.of_type(VOLUME)) == ["cutover-static-ci-ledger", "cutover-static-ci-proxy-state"]
-    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:2", "cutover-state:1", "cutover-static-site:1.0.0"}
+    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:3", "cutover-state:1", "cutover-static-site:1.0.0"}
     # Nothing is secret, and nobody is told about a database that does not exist.
     for r in static.resources:
         assert not is_secret(r.inputs.get("envs")), r.name
@@ -232,7 +232,7 @@ def test_a_prebuilt_app_is_referenced_never_built_and_never_deleted(tmp_path):
     app_file = write_app(tmp_path / "storefront", PREBUILT_APP)
     run = run_program("dev", {"cutover:app": str(app_file), "cutover:blueVersion": "3.0.0", "cutover:greenVersion": "3.1.0"})
     # Read-only: no database image; the ledger's writer, and nothing of the app.
-    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:2", "cutover-state:1"}
+    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:3", "cutover-state:1"}
     remotes = {r.inputs["name"]: r for r in run.of_type(REMOTE_IMAGE)}
     assert set(remotes) == {"acme/storefront:3.0.0", "acme/storefront:3.1.0"}
     for remote in remotes.values():

@@ -162,7 +162,7 @@ def test_the_prepare_step_runs_in_the_context_before_its_image_is_built(run):
 def test_images_are_built_locally_never_pushed(run):
     spec = load_stack(run.stack)
     images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
-    expected = {"cutover-proxy:2", "cutover-postgres:15-2", "cutover-state:1"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
+    expected = {"cutover-proxy:3", "cutover-postgres:15-2", "cutover-state:1"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
     assert set(images) == expected
     for name, inputs in images.items():
         assert inputs["skipPush"] is True, name
@@ -179,8 +179,8 @@ def test_images_are_built_locally_never_pushed(run):
         # context: a bare "Dockerfile" here would build the project root's (there is none).
         assert app["build"]["dockerfile"] == "examples/demo/Dockerfile"
         assert (ROOT / app["build"]["dockerfile"]).is_file()
-    assert images["cutover-proxy:2"]["build"]["context"] == "images/proxy"
-    assert images["cutover-proxy:2"]["build"]["dockerfile"] == "images/proxy/Dockerfile"
+    assert images["cutover-proxy:3"]["build"]["context"] == "images/proxy"
+    assert images["cutover-proxy:3"]["build"]["dockerfile"] == "images/proxy/Dockerfile"
     assert images["cutover-postgres:15-2"]["build"]["context"] == "images/postgres"
     assert images["cutover-postgres:15-2"]["build"]["dockerfile"] == "images/postgres/Dockerfile"
     for name, inputs in images.items():
