@@ -89,15 +89,18 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
 def test_read_only_pools_depend_on_their_image_and_the_network_only(static):
     (network,) = static.of_type(NETWORK)
     (image,) = [i for i in static.of_type(IMAGE) if i.name.startswith("app-image-")]
+    switch = static.named(COMMAND, "cutover-switch")
     apps = _containers(static, "app")
     assert len(apps) == 2 * static.spec().pool_size
     for app in apps:
-        assert set(app.dependencies) == {image.urn, network.urn}, app.name
+        # The colour that is not made live changes only after the switch (test_pulumi_staging.py).
+        after_switch = {switch.urn} if labels(app.inputs)["cutover.colour"] != static.spec().live_colour else set()
+        assert set(app.dependencies) == {image.urn, network.urn, *after_switch}, app.name
 
 
 def test_read_only_proxy_sends_traffic_to_the_apps_port(static):
-    (proxy,) = _containers(static, "proxy")
-    config = proxy.inputs["uploads"][0]["content"]
+    # Each colour's backend, installed in the running proxy by its proxy-backend command.
+    config = "".join(static.named(COMMAND, f"cutover-backend-{colour}").inputs["environment"]["CUTOVER_BACKEND"] for colour in COLOURS)
     servers = re.findall(r"^\s+server (\S+) (\S+)$", config, re.MULTILINE)
     assert servers == [
         (f"{colour}-{i}", f"cutover-static-ci-{colour}-{i}:9090") for colour in COLOURS for i in range(1, static.spec().pool_size + 1)
@@ -144,10 +147,12 @@ def test_read_only_app_image_is_built_from_its_own_directory(static):
     assert image.inputs["skipPush"] is True
 
 
-def test_read_only_switch_waits_for_the_proxy_and_both_pools(static):
+def test_read_only_switch_waits_for_the_proxy_and_the_live_pool(static):
     switch = static.named(COMMAND, "cutover-switch")
+    live = static.spec().live_colour
     for container in _containers(static, "proxy") + _containers(static, "app"):
-        assert container.urn in switch.dependencies, container.name
+        if labels(container.inputs).get("cutover.colour") in (None, live):
+            assert container.urn in switch.dependencies, container.name
     assert static.outputs["switch_output"] == "live=blue"
     assert len(static.of_type(APP_POOL)) == 2
 
@@ -195,7 +200,7 @@ def test_expand_only_app_gets_its_own_env_names_and_its_password_only_inside_sec
     for r in ledger.resources:
         assert not any(password in s for s in plain_strings(r.inputs)), r.name
     (proxy,) = _containers(ledger, "proxy")
-    assert "cutover-dev-blue-1:7000" in proxy.inputs["uploads"][0]["content"]
+    assert "server blue-1 cutover-dev-blue-1:7000" in ledger.named(COMMAND, "cutover-backend-blue").inputs["environment"]["CUTOVER_BACKEND"]
 
 
 def test_an_app_outside_the_project_is_built_from_absolute_paths(ledger):

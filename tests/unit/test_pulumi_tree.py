@@ -47,7 +47,9 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     # The switch, one version stamp per colour, and the app's prepare step once per version.
     prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
     # And the switch's record in the stack's ledger.
+    # And each colour's backend in the proxy.
     names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *prepares]
+    names += ["cutover-backend-blue", "cutover-backend-green"]
     assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(names)
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume, the database's data volume and the ledger.
@@ -187,22 +189,25 @@ def test_images_are_built_locally_never_pushed(run):
         assert (ROOT / inputs["build"]["dockerfile"]).is_file(), name
 
 
-def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
+def test_switch_runs_proxy_switch_in_the_proxy_after_the_live_colour_is_up(run):
     spec = load_stack(run.stack)
     switch = run.named(COMMAND, "cutover-switch")
     proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
-    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch "$LIVE_COLOR"'
+    # It waits (up to 60 s) for every server of the colour to be UP in HAProxy, or refuses.
+    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch --wait 60 "$LIVE_COLOR"'
     assert switch.inputs["environment"] == {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host}
     # Re-run whenever the proxy container is replaced (the mock id is "<name>-id").
     assert switch.inputs["triggers"] == [f"{proxy.name}-id"]
     waits_for = set(switch.dependencies)
-    # The proxy and every pool member; the database and the migrations come before the pools.
+    # The proxy and every member of the colour it makes live; the database and the migrations come
+    # before the pools. The other colour comes after it (test_pulumi_staging.py).
     for container in run.of_type(CONTAINER):
-        if _role(container) in ("proxy", "app"):
+        if _role(container) == "proxy" or (_role(container) == "app" and labels(container.inputs)["cutover.colour"] == spec.live_colour):
             assert container.urn in waits_for, container.name
-    # And after both version stamps, so a colour made live says which version it runs.
-    for colour in COLOURS:
-        assert run.named(COMMAND, f"cutover-version-{colour}").urn in waits_for, colour
+    # And after that colour's backend and version stamp, so HAProxy checks its servers and a
+    # colour made live says which version it runs.
+    for kind in ("backend", "version"):
+        assert run.named(COMMAND, f"cutover-{kind}-{spec.live_colour}").urn in waits_for, kind
 
 
 def test_each_colours_version_is_stamped_into_the_proxy_once_its_pool_is_up(run):
