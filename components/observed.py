@@ -39,25 +39,58 @@ class ObservedState:
 NOTHING_LIVE = ObservedState()
 
 
+# What an older proxy image (cutover-proxy:2, before proxy-state) is asked instead, so the first `up`
+# after an upgrade still knows which colour serves: its colour and version maps and its config's
+# server lines, all on its state volume, behind a marker line.
+LEGACY_MARKER = "cutover-legacy-proxy"
+_STATE_DIR = "/var/lib/haproxy/state"
+_LEGACY_READ = (
+    f"echo {LEGACY_MARKER}; cat {_STATE_DIR}/colours.map; echo --versions--; cat {_STATE_DIR}/versions.map 2>/dev/null || true; "
+    f"echo --servers--; grep -E '^[[:space:]]+server[[:space:]]' {_STATE_DIR}/haproxy.cfg || true"
+)
+
+
 def state_command(proxy_container_name: str) -> str:
     """The shell command behind the invoke.
 
     ``docker ps`` fails when the engine cannot be reached, and then so does the invoke: an engine we
     cannot see must never look like "no proxy yet", or the first-``up`` rules (nothing live, nothing
     held back) would apply to a stack that is serving traffic. A missing proxy container prints
-    ``{}``; an existing one answers with its own ``proxy-state`` (one JSON line).
+    ``{}``; an existing one answers with its own ``proxy-state`` (one JSON line), or, an older image
+    without it, with its state files. A stopped proxy fails the ``docker exec``, and so the invoke.
     """
     name = shlex.quote(proxy_container_name)
     return (
         "set -e; "
         f'found=$(docker ps --all --quiet --filter "name=^/{proxy_container_name}$"); '
         'if [ -z "$found" ]; then echo "{}"; '
-        f"else docker exec {name} proxy-state; fi"
+        f"elif docker exec {name} sh -c 'command -v proxy-state' >/dev/null; then docker exec {name} proxy-state; "
+        f"else docker exec {name} sh -c {shlex.quote(_LEGACY_READ)}; fi"
     )
 
 
+def _parse_legacy(text: str) -> ObservedState:
+    colours, _, rest = text.partition("--versions--")
+    versions, _, servers = rest.partition("--servers--")
+    pairs = [line.split() for line in colours.splitlines()[1:]]
+    live = next((words[1] for words in pairs if len(words) == 2 and words[0] == "live"), None)
+    if live not in COLOURS:
+        raise ObservedStateError(f"the proxy's colour map names no live colour (blue or green): {colours.strip()[:200]!r}")
+    stamped = {w[0]: w[1] for w in (line.split() for line in versions.splitlines()) if len(w) == 2 and w[0] in COLOURS and w[1] != "unknown"}
+    totals: dict[str, int] = {}
+    for line in servers.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "server" and words[1].rsplit("-", 1)[0] in COLOURS:
+            colour = words[1].rsplit("-", 1)[0]
+            totals[colour] = totals.get(colour, 0) + 1
+    return ObservedState(live=live, versions=stamped, server_totals=totals)
+
+
 def parse_proxy_state(text: str) -> ObservedState:
-    """``proxy-state``'s JSON line (or ``{}`` for no proxy) as an ObservedState."""
+    """``proxy-state``'s JSON line (or ``{}`` for no proxy, or an older proxy's state files) as an
+    ObservedState."""
+    if text.lstrip().startswith(LEGACY_MARKER):
+        return _parse_legacy(text.lstrip())
     try:
         document: Any = json.loads(text.strip() or "{}")
     except json.JSONDecodeError as exc:

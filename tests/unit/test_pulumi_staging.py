@@ -216,3 +216,72 @@ def test_each_backend_is_installed_in_the_proxy_once_its_pool_exists():
 def test_proxy_state_is_what_the_harness_was_told():
     state = ProxyState(live="green", versions={"green": "2.0.0"}, servers={"green": 2})
     assert parse_proxy_state(state.json()) == ObservedState(live="green", versions={"green": "2.0.0"}, server_totals={"green": 2})
+
+
+# --- the invoke's shell command, run for real against a stand-in `docker` ------------------------------
+
+FAKE_DOCKER = r"""#!/bin/sh
+# A stand-in for the docker CLI: what FAKE_MODE says the engine holds. `exec ... sh -c SCRIPT` runs
+# SCRIPT here with the proxy's state directory moved to $FAKE_STATE.
+case "$1" in
+  ps) [ "$FAKE_MODE" = unreachable ] && { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
+      [ "$FAKE_MODE" = none ] || echo 0123456789ab; exit 0 ;;
+  exec) shift; name=$1; shift
+      [ "$FAKE_MODE" = stopped ] && { echo "Error response from daemon: container $name is not running" >&2; exit 1; }
+      if [ "$1" = proxy-state ]; then echo '{"live": "green", "versions": {"green": "2.0.0"}, "servers": {"green": {"total": 2, "up": 2}}}'; exit 0; fi
+      if [ "$1" = sh ] && [ "$3" = "command -v proxy-state" ]; then [ "$FAKE_MODE" = current ]; exit; fi
+      if [ "$1" = sh ]; then exec sh -c "$(printf '%s' "$3" | sed "s#/var/lib/haproxy/state#$FAKE_STATE#g")"; fi
+      exit 3 ;;
+esac
+exit 4
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    # An older proxy's (cutover-proxy:2) state volume: colour and version maps, its full config.
+    (state / "colours.map").write_text("live blue\npreview green\n")
+    (state / "versions.map").write_text("blue 1.0.0\ngreen 1.1.0\n")
+    (state / "haproxy.cfg").write_text(
+        "backend blue\n    server blue-1 cutover-prod-blue-1:8000\n    server blue-2 cutover-prod-blue-2:8000\n"
+        "backend green\n    server green-1 cutover-prod-green-1:8000\n"
+    )
+
+    def run(mode: str):
+        import os
+        import subprocess
+
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_MODE": mode, "FAKE_STATE": str(state)}
+        return subprocess.run(["sh", "-c", state_command("cutover-prod-proxy")], env=env, capture_output=True, text=True, timeout=20)
+
+    return run
+
+
+def test_the_command_reads_a_current_proxy_through_proxy_state(fake_docker):
+    done = fake_docker("current")
+    assert done.returncode == 0, done.stderr
+    assert parse_proxy_state(done.stdout) == ObservedState(live="green", versions={"green": "2.0.0"}, server_totals={"green": 2})
+
+
+def test_the_command_says_nothing_is_live_without_a_proxy_container(fake_docker):
+    done = fake_docker("none")
+    assert done.returncode == 0 and parse_proxy_state(done.stdout) == NOTHING_LIVE
+
+
+def test_the_command_reads_an_older_proxys_state_files(fake_docker):
+    done = fake_docker("legacy")
+    assert done.returncode == 0, done.stderr
+    assert parse_proxy_state(done.stdout) == ObservedState(live="blue", versions={"blue": "1.0.0", "green": "1.1.0"}, server_totals={"blue": 2, "green": 1})
+
+
+@pytest.mark.parametrize("mode", ["unreachable", "stopped"])
+def test_the_command_fails_when_it_cannot_know(fake_docker, mode):
+    # Never "{}": an engine or proxy we cannot read must not look like a first `up`.
+    done = fake_docker(mode)
+    assert done.returncode != 0 and "{}" not in done.stdout
