@@ -13,6 +13,10 @@ Pitfalls handled here, each of which makes mock tests pass while asserting nothi
 - the runtime keeps global state (root stack resource, settings, config), so every run starts
   from fresh settings, a fresh root stack, new mocks and a new monitor.
 
+The one invoke the program makes, ``command:local:run`` of ``proxy-state`` (which colour is live
+now), is answered with what ``run_program(proxy=...)`` says: no proxy yet (the default), a
+``ProxyState`` (``deployed(stack, live=...)`` builds the one an earlier ``up`` left), or a failure.
+
 Secrets: the mock RandomPassword answers with a password derived from the stack and the resource
 (stable across runs of one stack, different between stacks, unlike any other value), recorded in
 ``ProgramRun.secret_values`` so tests can look for it everywhere it must not be. Secret inputs and
