@@ -8,6 +8,9 @@ through pulumi-command's ``local.run`` invoke, which the mocks answer instead.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pulumi
 import pytest
 from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, SERVICE, RUN, ProxyState, deployed, labels, run_program
@@ -104,6 +107,10 @@ def blue_live():
 def test_every_input_of_the_live_colours_containers_is_ignored(blue_live):
     every = {_snake_to_camel(name) for name in every_container_input()}
     assert {"image", "envs", "labels", "healthcheck", "uploads", "ports", "networksAdvanced"} <= every
+    # Names the engine knows: the provider schema's input names (plus 5.2.0's one unschema'd input).
+    facts = json.loads((Path(__file__).parent / "facts" / "pulumi-docker-5.2.0-replace-on-change.json").read_text())
+    schema = facts["resources"][CONTAINER]
+    assert every == set(schema["inputs"]) | set(schema["inputsWithoutSchema"])
     for container in _apps(blue_live, "blue"):
         assert set(container.ignore_changes) == every, container.name
         # Every input it has is among them (what the program sets today is a subset of the type's).
