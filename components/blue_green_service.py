@@ -19,7 +19,7 @@ from components.database import Database, DatabaseArgs
 from components.images import app_image, state_image
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
-from components.switch import ledger_record_args, switch_command_args, version_command_args
+from components.switch import backend_command_args, ledger_record_args, switch_command_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
 from stacks.spec import COLOURS, StackSpec
@@ -107,15 +107,29 @@ class BlueGreenService(pulumi.ComponentResource):
             for colour in COLOURS
         }
 
+        # Each colour's backend (servers, health path and interval) in the running proxy, by a
+        # hitless reload (proxy-backend), once that colour's pool is up: these settings are not
+        # inputs of the proxy container, so changing them never replaces it.
+        self.backends = {
+            colour: local.Command(
+                f"{name}-backend-{colour}",
+                **backend_command_args(spec, proxy_spec.name, colour),
+                # A replaced proxy keeps its state volume, but is given its backends again.
+                triggers=[self.proxy.container_id],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, self.pools[colour]]),
+            )
+            for colour in COLOURS
+        }
+
         # Which version each colour runs, in the proxy's version map: it stamps every response with
-        # it (X-Cutover-Version), as after the simulator's deploy. Once that colour's pool is up.
+        # it (X-Cutover-Version), as after the simulator's deploy. Once that colour's backend is in.
         self.version_stamps = {
             colour: local.Command(
                 f"{name}-version-{colour}",
                 **version_command_args(spec, proxy_spec.name, colour, versions[colour]),
                 # Like the switch: a replaced proxy gets its map stamped again.
                 triggers=[self.proxy.container_id],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, self.pools[colour]]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, self.pools[colour], self.backends[colour]]),
             )
             for colour in COLOURS
         }
@@ -129,7 +143,7 @@ class BlueGreenService(pulumi.ComponentResource):
             # Pools with a Docker healthcheck wait until healthy (see render.py), so the switch
             # never points at a cold colour; after the stamps, so live responses carry their version.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values()]
+                parent=self, depends_on=[self.proxy, *self.pools.values(), *self.backends.values(), *self.version_stamps.values()]
             ),
         )
 

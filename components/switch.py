@@ -14,15 +14,37 @@ import shlex
 
 import pulumi
 
+from stacks.proxy_config import render_backend
 from stacks.spec import StackSpec
+from stacks.topology import app_container_names
+
+# How long the switch waits for the target colour's servers to be UP in HAProxy (proxy-switch
+# --wait): a pool just created, or a backend just reloaded, needs its `rise` checks first.
+SWITCH_WAIT_S = 60
 
 
 def switch_command_args(spec: StackSpec, proxy_container_name: str) -> dict[str, object]:
     return {
         # The colour comes from the environment, not the command text, so the command never
         # changes and a typo cannot smuggle shell syntax into it.
-        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch "$LIVE_COLOR"',
+        # proxy-switch refuses a colour whose servers are not all UP in HAProxy (waiting up to
+        # SWITCH_WAIT_S for them first): Pulumi never sends traffic to an unhealthy colour.
+        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch --wait {SWITCH_WAIT_S} "$LIVE_COLOR"',
         "environment": {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host},
+    }
+
+
+def backend_command_args(spec: StackSpec, proxy_container_name: str, colour: str) -> dict[str, object]:
+    """Give the proxy ``colour``'s backend (its servers, health path and interval) with the image's
+    ``proxy-backend``: validated, then a hitless master-worker reload. The section travels in the
+    environment (``docker exec -e CUTOVER_BACKEND``), never the command text; re-run whenever it
+    changes, so pool size and health settings never touch the proxy container itself."""
+    if colour not in ("blue", "green"):  # a wiring bug: the colour is part of the command text
+        raise ValueError(f"not a colour: {colour!r}")
+    backend = render_backend(spec, colour, app_container_names(spec)[colour], spec.app.port)
+    return {
+        "create": f"docker exec -e CUTOVER_BACKEND {shlex.quote(proxy_container_name)} proxy-backend {colour}",
+        "environment": {"CUTOVER_BACKEND": backend, "DOCKER_HOST": spec.docker_host},
     }
 
 
