@@ -208,7 +208,8 @@ class BlueGreenService(pulumi.ComponentResource):
             **version_command_args(spec, self.proxy_name, colour, version),
             # Like the switch: a replaced proxy gets its map stamped again.
             triggers=[self.proxy.container_id],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, pool, *after], **command_options),
+            # After its backend: a colour's responses are stamped once the proxy sends to its servers.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, pool, self.backends[colour], *after], **command_options),
         )
 
 

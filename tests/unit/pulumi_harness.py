@@ -139,7 +139,7 @@ class _Mocks(pulumi.runtime.Mocks):
             state["imageId"] = f"sha256:mock-local-{args.inputs['name']}"
             state["repoDigest"] = ""
         if args.typ == COMMAND:
-            # What proxy-switch / proxy-version print.
+            # What proxy-switch / proxy-backend / proxy-version print.
             environment = args.inputs["environment"]
             if "CUTOVER_VERSION" in environment:
                 state["stdout"] = ""  # a prepare step
@@ -148,7 +148,7 @@ class _Mocks(pulumi.runtime.Mocks):
             elif "LIVE_COLOR" in environment:
                 state["stdout"] = f"live={environment['LIVE_COLOR']}"
             elif "CUTOVER_BACKEND" in environment:
-                state["stdout"] = ""  # proxy-backend says nothing on success
+                state["stdout"] = f"{args.name.rsplit('-', 1)[1]} backend reloaded"
             else:
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"
         if args.typ == RANDOM_PASSWORD:

@@ -20,7 +20,9 @@ from pulumi_harness import (
     run_program,
 )
 
+from stacks.proxy_config import render_backend, render_base_config
 from stacks.spec import COLOURS, load_stack
+from stacks.topology import app_container_names
 
 STACKS = ("dev", "ci", "prod")
 
@@ -44,12 +46,11 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     assert len(run.of_type(SERVICE)) == 1
     assert len(run.of_type(DATABASE)) == 1
     assert len(run.of_type(PROXY)) == 1
-    # The switch, one version stamp per colour, and the app's prepare step once per version.
+    # The switch, one backend and one version stamp per colour, and the app's prepare step once per version.
     prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
+    backends = [f"cutover-backend-{colour}" for colour in COLOURS]
     # And the switch's record in the stack's ledger.
-    # And each colour's backend in the proxy.
-    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *prepares]
-    names += ["cutover-backend-blue", "cutover-backend-green"]
+    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *backends, *prepares]
     assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(names)
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume, the database's data volume and the ledger.
@@ -208,6 +209,25 @@ def test_switch_runs_proxy_switch_in_the_proxy_after_the_live_colour_is_up(run):
     # colour made live says which version it runs.
     for kind in ("backend", "version"):
         assert run.named(COMMAND, f"cutover-{kind}-{spec.live_colour}").urn in waits_for, kind
+
+
+def test_each_colours_backend_goes_into_the_proxy_once_its_pool_is_up(run):
+    """Servers and health settings reach the running proxy by proxy-backend (a hitless reload),
+    never as an input of the proxy container."""
+    spec = load_stack(run.stack)
+    proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
+    for colour in COLOURS:
+        backend = run.named(COMMAND, f"cutover-backend-{colour}")
+        # The section travels in the environment, never the command text.
+        assert backend.inputs["create"] == f"docker exec -e CUTOVER_BACKEND cutover-{run.stack}-proxy proxy-backend {colour}"
+        expected = render_backend(spec, colour, app_container_names(spec)[colour], spec.app.port)
+        assert backend.inputs["environment"] == {"CUTOVER_BACKEND": expected, "DOCKER_HOST": spec.docker_host}
+        assert backend.inputs["triggers"] == [f"{proxy.name}-id"]
+        members = {c.urn for c in run.of_type(CONTAINER) if _role(c) == "app" and labels(c.inputs)["cutover.colour"] == colour}
+        assert members and members <= set(backend.dependencies), colour
+        assert proxy.urn in backend.dependencies, colour
+        assert backend.urn in run.named(COMMAND, f"cutover-version-{colour}").dependencies, colour
+    assert proxy.inputs["uploads"][0]["content"] == render_base_config()
 
 
 def test_each_colours_version_is_stamped_into_the_proxy_once_its_pool_is_up(run):
