@@ -36,7 +36,8 @@ from typing import Callable
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Run as a script (`make pulumi-matrix`): this checkout's program and the harness beside this file.
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
 
 from pulumi_harness import (  # noqa: E402
     COMMAND,
