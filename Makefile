@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine
+.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ test: venv base-image
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit
+
+# The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
+# (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).
+pulumi-matrix: venv
+	$(BIN)/python tests/unit/replacement_matrix.py --write
 
 benchmark: venv base-image
 	$(BIN)/python -m loadtests.benchmark --stack ci

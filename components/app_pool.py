@@ -27,6 +27,8 @@ class AppPoolArgs:
     secrets: Mapping[str, pulumi.Input[str]]
     # What must have finished first: the version's expand migration (its `done` gate), if it has one.
     after: Sequence[pulumi.Input[pulumi.Resource]] = ()
+    # The colour serving traffic now: its containers keep their current inputs (components/staging.py).
+    frozen: bool = False
 
 
 class AppPool(pulumi.ComponentResource):
@@ -45,7 +47,12 @@ class AppPool(pulumi.ComponentResource):
         self.containers = [
             # By image ID: the pool runs the artefact that was built, whatever the tag says later.
             declare_container(
-                c, parent=self, secrets=args.secrets, depends_on=[args.image.resource, args.network, *args.after], image=args.image.digest
+                c,
+                parent=self,
+                secrets=args.secrets,
+                depends_on=[args.image.resource, args.network, *args.after],
+                image=args.image.digest,
+                frozen=args.frozen,
             )
             for c in args.containers
         ]

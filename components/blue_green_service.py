@@ -7,6 +7,7 @@ here knows any app's port, endpoints, environment or migration tool.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -19,12 +20,20 @@ from components.database import Database, DatabaseArgs
 from components.images import app_image, state_image
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
+from components import staging
+from components.observed import read_proxy_state
 from components.render import network_labels, volume_labels
-from components.switch import ledger_record_args, switch_command_args, version_command_args
+from components.switch import backend_command_args, ledger_record_args, switch_command_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
 from stacks.spec import COLOURS, StackSpec
-from stacks.topology import stack_containers
+from stacks.topology import pool_containers, stack_containers
+
+# Every input of a command except ``triggers``: what a frozen (live-now) colour's backend and stamp
+# keep from the state.
+FROZEN_COMMAND_INPUTS = sorted(
+    n for n in inspect.signature(local.CommandArgs.__init__).parameters if n not in ("self", "__self__", "triggers")
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,15 @@ class BlueGreenService(pulumi.ComponentResource):
         spec = args.spec
         # The same list the simulator creates: every container below is one of these.
         containers = stack_containers(spec)
+
+        # What the proxy says now, before anything is declared: which colour serves traffic decides
+        # which resources keep their inputs (ignore_changes is fixed at registration).
+        (self.proxy_name,) = [c.name for c in containers if c.role == "proxy"]
+        self.observed = read_proxy_state(spec, self.proxy_name)
+        try:
+            self.staging = staging.plan(spec, self.observed)
+        except ValueError as exc:  # the refusal: one sentence, nothing declared
+            raise pulumi.RunError(str(exc)) from None
 
         net = stack_network(spec)
         self.network = docker.Network(
@@ -89,50 +107,31 @@ class BlueGreenService(pulumi.ComponentResource):
             if self.database is not None
             else {}
         )
-        self.pools = {
-            colour: AppPool(
-                f"{name}-{colour}",
-                AppPoolArgs(
-                    colour=colour,
-                    version=versions[colour],
-                    containers=[c for c in containers if c.role == "app" and c.colour == colour],
-                    image=self.images[versions[colour]],
-                    network=self.network,
-                    secrets=secrets,
-                    # Not before this version's expand migration has exited 0; with no migration
-                    # run, not before the database (a read-only app: the image and network only).
-                    after=_gate(self.migrations.get(versions[colour]), self.database),
-                ),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            for colour in COLOURS
-        }
-
-        # Which version each colour runs, in the proxy's version map: it stamps every response with
-        # it (X-Cutover-Version), as after the simulator's deploy. Once that colour's pool is up.
-        self.version_stamps = {
-            colour: local.Command(
-                f"{name}-version-{colour}",
-                **version_command_args(spec, proxy_spec.name, colour, versions[colour]),
-                # Like the switch: a replaced proxy gets its map stamped again.
-                triggers=[self.proxy.container_id],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, self.pools[colour]]),
-            )
-            for colour in COLOURS
-        }
-
+        # Each colour's pool, its backend in the proxy and its version stamp. The target colour's
+        # first, then the switch (which waits for them), then the other colour's: that colour is
+        # changed only once traffic has left it. The colour live *now* is frozen (staging.py).
+        self.pools: dict[str, AppPool] = {}
+        self.backends: dict[str, local.Command] = {}
+        self.version_stamps: dict[str, local.Command] = {}
+        target, after_switch = self.staging.target, self.staging.after_switch
+        self._declare_colour(name, spec, target, versions[target], secrets, after=[])
         self.switch = local.Command(
             f"{name}-switch",
             **switch_command_args(spec, proxy_spec.name),
             # A new proxy container starts from the colour on its state volume; re-running the
             # switch whenever the proxy is replaced makes the configured colour authoritative.
             triggers=[self.proxy.container_id],
-            # Pools with a Docker healthcheck wait until healthy (see render.py), so the switch
-            # never points at a cold colour; after the stamps, so live responses carry their version.
+            # After the target colour's pool (healthy, where it has a Docker healthcheck), its
+            # backend (the servers HAProxy checks; `--wait` waits for them to be UP) and its stamp
+            # (so live responses carry their version). Never after the other colour's pool: in an
+            # `up` that flips, that pool is the one traffic is leaving.
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values()]
+                parent=self,
+                depends_on=[self.proxy, self.pools[target], self.backends[target], self.version_stamps[target]],
             ),
         )
+        self._declare_colour(name, spec, after_switch, versions[after_switch], secrets, after=[self.switch])
+        self.pools = {colour: self.pools[colour] for colour in COLOURS}
 
         # The switch goes into the stack's audit ledger on its engine, like a `cutover switch`; the
         # ledger volume outlives `pulumi destroy` (retain_on_delete): an audit trail outlives the stack.
@@ -166,6 +165,53 @@ class BlueGreenService(pulumi.ComponentResource):
         if self.database_host is not None:
             outputs["databaseHost"] = self.database_host
         self.register_outputs(outputs)
+
+    def _declare_colour(
+        self, name: str, spec: StackSpec, colour: str, version: str, secrets: Mapping[str, pulumi.Output[str]], after: list[pulumi.Resource]
+    ) -> None:
+        """``colour``'s pool, backend and version stamp, each after ``after`` (the switch, or nothing)."""
+        frozen = self.staging.frozen(colour)
+        # The live colour keeps the size its backend has now (staging.py); the parity tests hold
+        # every other colour to stacks.topology's containers.
+        pool_spec = self.staging.pool_spec(spec, colour)
+        containers = pool_containers(pool_spec, colour, version)
+        pool = AppPool(
+            f"{name}-{colour}",
+            AppPoolArgs(
+                colour=colour,
+                version=version,
+                containers=containers,
+                image=self.images[version],
+                network=self.network,
+                secrets=secrets,
+                # Not before this version's expand migration has exited 0; with no migration
+                # run, not before the database (a read-only app: the image and network only).
+                after=[*_gate(self.migrations.get(version), self.database), *after],
+                frozen=frozen,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        # A frozen command keeps its text and environment; its trigger (the proxy container's id)
+        # still counts, so a replaced proxy gets the backend and stamp it had, from the state.
+        command_options = {"ignore_changes": FROZEN_COMMAND_INPUTS} if frozen else {}
+        self.pools[colour] = pool
+        self.backends[colour] = local.Command(
+            f"{name}-backend-{colour}",
+            **backend_command_args(spec, self.proxy_name, colour, [c.hostname for c in containers]),
+            triggers=[self.proxy.container_id],
+            # Once its servers exist (HAProxy resolves them through Docker's DNS).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, pool, *after], **command_options),
+        )
+        # Which version this colour runs, in the proxy's version map: it stamps every response of
+        # that colour with it (X-Cutover-Version), as after the simulator's deploy.
+        self.version_stamps[colour] = local.Command(
+            f"{name}-version-{colour}",
+            **version_command_args(spec, self.proxy_name, colour, version),
+            # Like the switch: a replaced proxy gets its map stamped again.
+            triggers=[self.proxy.container_id],
+            # After its backend: a colour's responses are stamped once the proxy sends to its servers.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, pool, self.backends[colour], *after], **command_options),
+        )
 
 
 def _gate(migration: Optional[Migration], database: Optional[Database]) -> list[pulumi.Input[pulumi.Resource]]:

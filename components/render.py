@@ -13,6 +13,7 @@ whole, so the values reach neither the state file nor the CLI's diff in clear te
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import pulumi
@@ -88,20 +89,30 @@ def container_args(c: ContainerSpec, secrets: Mapping[str, pulumi.Input[str]], n
     return args
 
 
+def every_container_input() -> list[str]:
+    """Every input a pulumi-docker ``Container`` takes (snake_case, as the SDK translates them), not
+    only those we set today: an input the program stops setting must not show up as a change either."""
+    return sorted(name for name in inspect.signature(docker.ContainerArgs.__init__).parameters if name not in ("self", "__self__"))
+
+
 def container_options(
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
     retain_on_delete: bool = False,
     create_timeout_s: int | None = None,
+    frozen: bool = False,
 ) -> pulumi.ResourceOptions:
     # Our containers have fixed names and (the proxy) fixed host ports, so the old one must be gone
     # before its replacement can be created; the default create-then-delete would collide.
+    # frozen: a container of the colour serving traffic now keeps the inputs it was created with
+    # (components/staging.py); Pulumi still creates it from the program's inputs if it is missing.
     return pulumi.ResourceOptions(
         parent=parent,
         depends_on=list(depends_on),
         delete_before_replace=True,
         retain_on_delete=retain_on_delete,
         custom_timeouts=pulumi.CustomTimeouts(create=go_duration(create_timeout_s)) if create_timeout_s is not None else None,
+        ignore_changes=every_container_input() if frozen else None,
     )
 
 
@@ -121,6 +132,7 @@ def declare_container(
     depends_on: Sequence[pulumi.Input[pulumi.Resource]] = (),
     image: pulumi.Input[str] | None = None,
     retain_on_delete: bool = False,
+    frozen: bool = False,
 ) -> docker.Container:
     """``c`` as a Docker container; ``image`` (an app version's image ID) replaces its tag, so the
     container runs exactly the artefact that was built, never whatever the tag names later.
@@ -132,7 +144,7 @@ def declare_container(
     args = container_args(c, secrets, network=stack_network_of(depends_on).id)
     if image is not None:
         args["image"] = image
-    return docker.Container(c.name, opts=container_options(parent, depends_on, retain_on_delete=retain_on_delete), **args)
+    return docker.Container(c.name, opts=container_options(parent, depends_on, retain_on_delete=retain_on_delete, frozen=frozen), **args)
 
 
 def declare_one_shot(

@@ -14,15 +14,44 @@ import shlex
 
 import pulumi
 
+from stacks.proxy_config import render_backend
 from stacks.spec import StackSpec
+
+
+# How long `proxy-switch --wait` gives every server of the colour it switches to to be UP in HAProxy
+# (a pool created in the same `up` needs `rise 2` checks first). A constant, so the command text never
+# changes with the config (which would re-run the switch for nothing).
+SWITCH_WAIT_S = 60
 
 
 def switch_command_args(spec: StackSpec, proxy_container_name: str) -> dict[str, object]:
     return {
         # The colour comes from the environment, not the command text, so the command never
-        # changes and a typo cannot smuggle shell syntax into it.
-        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch "$LIVE_COLOR"',
+        # changes and a typo cannot smuggle shell syntax into it. proxy-switch refuses (exit 1, one
+        # sentence) a colour with no server or any server not UP once the wait is over, so `up`
+        # fails with traffic where it was instead of flipping to a colour that cannot serve.
+        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch --wait {SWITCH_WAIT_S} "$LIVE_COLOR"',
         "environment": {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host},
+    }
+
+
+def backend_command_args(spec: StackSpec, proxy_container_name: str, colour: str, servers: list[str]) -> dict[str, object]:
+    """Install ``colour``'s backend (health check, interval, servers) in the running proxy.
+
+    ``proxy-backend`` validates the whole config and reloads hitlessly (master-worker: the new
+    worker takes over the listening sockets, the old one finishes its requests); the same text is
+    a no-op. The text travels in the caller's environment (``docker exec -e NAME`` copies it), never
+    in the command, so the command is constant and pulumi-command re-runs it exactly when the text
+    changes (``environment``; no ``update`` command, so ``create`` runs again).
+    """
+    if colour not in ("blue", "green"):  # a wiring bug: the colour is part of the command text
+        raise ValueError(f"not a colour: {colour!r}")
+    return {
+        "create": f"docker exec -e CUTOVER_BACKEND {shlex.quote(proxy_container_name)} proxy-backend {colour}",
+        "environment": {
+            "CUTOVER_BACKEND": render_backend(spec, colour, servers, spec.app.port),
+            "DOCKER_HOST": spec.docker_host,
+        },
     }
 
 

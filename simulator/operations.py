@@ -28,7 +28,8 @@ from simulator.smoke import probe_write, smoke_test
 from simulator.switchback import Flip, plan_rollback, unfinished_flip
 from simulator.watch import RolledBack, Sample, Verdict, WatchPolicy, watch
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
-from stacks.topology import DB_PASSWORD_SECRET, app_image_ref, database_container_name, database_volume, proxy_container_name
+from stacks.proxy_config import render_backend
+from stacks.topology import DB_PASSWORD_SECRET, app_container_names, app_image_ref, database_container_name, database_volume, proxy_container_name
 
 HEALTHY_DEADLINE_S = 90
 # How long a server may answer its health check with a wrong HTTP status before that is final.
@@ -230,11 +231,20 @@ class Simulator:
         observed = self.driver.observe()
         actions = plan_up(self.spec, observed, self._bound_images(observed))
         if not actions:
+            try:
+                # Containers as they should be; a backend setting (health path, interval) may still
+                # have changed: it reaches the idle colour now, by a hitless reload.
+                actions = self._apply_backends()
+            except CutoverError as exc:
+                self.ledger.record("up", "failed", actions=[], error=str(exc), removed_again=False)
+                raise
             self._sync_versions()
-            return []
+            if actions:
+                self.ledger.record("up", "ok", actions=[a.describe() for a in actions])
+            return actions
         fresh = not observed.containers and not observed.network_exists
         try:
-            self._converge(actions)
+            actions = actions + self._converge(actions)
         except (CutoverError, docker.errors.APIError) as exc:
             if fresh:
                 self._remove_half_made_stack(observed)
@@ -254,7 +264,8 @@ class Simulator:
             self.secrets.forget_all()
         self.say(f"removed what this run created: stack {self.spec.stack} is as it was (empty)")
 
-    def _converge(self, actions: list[Action]) -> None:
+    def _converge(self, actions: list[Action]) -> list[Action]:
+        """Carry out ``actions``; returns the backend reloads it made on top of them."""
         read_write = self.spec.app.read_write
         if read_write:
             # Settle the password before anything is created: afterwards a fresh database
@@ -281,12 +292,38 @@ class Simulator:
                 self.driver.apply(action)
         touched = [a.target for a in actions if a.container]
         self.driver.wait_healthy(touched, HEALTHY_DEADLINE_S)
+        reloads = self._apply_backends()
         self._sync_versions()
         for colour in COLOURS:
             self._wait_servers_up(self.proxy, colour)
         if any(a.target == proxy_container_name(self.spec) and a.kind == "create" for a in actions):
             # A brand-new proxy starts from its seeded map; make the spec's colour live.
             self.proxy.switch_to(self.spec.live_colour)
+        return reloads
+
+    def _backend(self, colour: str) -> str:
+        """``colour``'s backend as the stack's settings say now (servers, health path and interval)."""
+        return render_backend(self.spec, colour, app_container_names(self.spec)[colour], self.spec.app.port)
+
+    def _apply_backends(self) -> list[Action]:
+        """Give the proxy each colour's backend, hitlessly (proxy-backend: a master-worker reload).
+
+        The colour that is not live takes the stack's current settings. The live colour's backend
+        is written only when it has no server yet (a new proxy, or one whose state volume predates
+        per-colour backends): new settings reach a colour when it is idle, never under live traffic.
+        """
+        proxy = self.proxy
+        live = proxy.colours()["live"]
+        reloads = []
+        for colour in COLOURS:
+            if colour == live and proxy.servers(colour):
+                continue
+            if proxy.set_backend(colour, self._backend(colour)):
+                reason = "the stack's settings, hitless reload" if colour != live else "its first servers, hitless reload"
+                action = Action("backend", f"{colour} backend", reason=reason)
+                self.say(action.describe())
+                reloads.append(action)
+        return reloads
 
     def _sync_versions(self) -> None:
         """Make the proxy's version map (stamped on every response) say what each pool runs."""
@@ -387,10 +424,17 @@ class Simulator:
                     self.driver.apply(action)
             with steps("health"):
                 self.driver.wait_healthy([a.target for a in actions], HEALTHY_DEADLINE_S)
+                # The idle colour takes the stack's current backend settings (pool size, health
+                # path and interval) now, by a hitless reload; its servers keep their MAINT state
+                # across it (the proxy's server-state file).
+                if proxy.set_backend(idle, self._backend(idle)):
+                    self.say(f"{idle}'s backend reloaded with the stack's settings (hitless)")
                 # Before the servers take traffic again, so no response of the new version is stamped old.
                 proxy.set_version(idle, version)
+                present = {s.server for s in proxy.servers(idle)}
                 for server in servers:
-                    proxy.set_server_state(idle, server, "ready")
+                    if server in present:  # a pool that shrank lost its last servers with the reload
+                        proxy.set_server_state(idle, server, "ready")
                 in_maint.clear()
                 self._wait_servers_up(proxy, idle)
         except BaseException:
@@ -577,7 +621,8 @@ class Simulator:
         # (the switch's own start record already says a flip is under way; killed in between, the
         # next switch finds the proxy back where that switch began and treats it as never flipped).
         began = time.monotonic()
-        proxy.switch_to(good)
+        # Forced: the check above judged it (one server up is enough to go back to).
+        proxy.switch_to(good, force=True)
         flipped_back_at = time.time()
         flip_seconds = round(time.monotonic() - began, 4)
         back_after = round(flipped_back_at - result.flipped_at, 2)

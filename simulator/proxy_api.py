@@ -58,11 +58,24 @@ class ProxyAPI:
             raise CutoverError(f"the proxy's colour map has no valid live colour (read {entries!r}).")
         return {"live": live, "preview": entries.get("preview", "")}
 
-    def switch_to(self, colour: str) -> None:
-        """Make ``colour`` live in one runtime-API line and persist it (the image's proxy-switch)."""
-        result = self._container.exec_run(["proxy-switch", colour])
+    def switch_to(self, colour: str, force: bool = False) -> None:
+        """Make ``colour`` live in one runtime-API line and persist it (the image's proxy-switch),
+        which refuses a colour whose servers are not all UP; ``force`` skips that check (the
+        automatic flip back, which judged the colour itself)."""
+        result = self._container.exec_run(["proxy-switch", *(["--force"] if force else []), colour])
         if result.exit_code != 0:
             raise CutoverError(result.output.decode(errors="replace").strip() or f"proxy-switch {colour} failed")
+
+    def set_backend(self, colour: str, text: str) -> bool:
+        """Make ``colour``'s backend ``text`` (stacks/proxy_config.py render_backend) with the
+        image's proxy-backend: validated, then a hitless master-worker reload. The text travels in
+        the exec's environment, never its command line. True when the proxy reloaded, False when
+        it already had that backend."""
+        result = self._container.exec_run(["proxy-backend", colour], environment={"CUTOVER_BACKEND": text})
+        output = result.output.decode(errors="replace").strip()
+        if result.exit_code != 0:
+            raise CutoverError(output or f"proxy-backend {colour} failed")
+        return "unchanged" not in output
 
     def stats(self) -> list[dict[str, str]]:
         """HAProxy's stats, one row per frontend, backend and server.

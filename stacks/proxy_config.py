@@ -1,8 +1,16 @@
-"""HAProxy's static configuration for a stack, rendered from the spec (pure text, no I/O).
+"""HAProxy's configuration, rendered as pure text (no I/O) in two parts.
 
-The live colour is not in here. It is a key in a map file that ``use_backend`` reads on every
-request; a switch rewrites that key through the runtime API, so the config (and the container that
-carries it) never changes when traffic moves.
+``render_base_config()`` is constant: global settings, the resolvers, the defaults and the two
+frontends. It is the proxy container's only upload, so nothing a user configures (pool size, health
+path or interval, versions, the live colour) is an input of that container or of its fingerprint.
+
+``render_backend()`` is one colour's backend: its health check, check interval and servers. It lives
+in its own file on the proxy's state volume (BACKENDS_DIR) and is changed in the running proxy by
+the image's ``proxy-backend`` command: validated, then a master-worker reload that hands the
+listening sockets to a new worker while the old one finishes its requests.
+
+The live colour is in neither. It is a key in a map file that ``use_backend`` reads on every
+request; a switch rewrites that key through the runtime API, so moving traffic changes no config.
 """
 
 from __future__ import annotations
@@ -14,6 +22,17 @@ ADMIN_SOCKET = "/run/haproxy/admin.sock"
 COLOUR_MAP_DIR = "/var/lib/haproxy/state"
 # Uploaded onto that volume at each container create: the proxy's root file system is read-only.
 HAPROXY_CONFIG_PATH = f"{COLOUR_MAP_DIR}/haproxy.cfg"
+# One file per colour, ``<colour>.cfg``, written by ``proxy-backend`` (the image's entrypoint writes an
+# empty backend for a colour whose file is missing, so the base config always finds both).
+BACKENDS_DIR = f"{COLOUR_MAP_DIR}/backends"
+# HAProxy's master process (PID 1 of the proxy container) and the servers' states, kept across a
+# reload (a DOWN or MAINT server stays so in the new worker): on the /run/haproxy tmpfs, so a
+# restarted container starts clean.
+SERVER_STATE_FILE = "/run/haproxy/server-state"
+# A soft stop (SIGUSR1: `docker stop`, or the old worker after a reload) lets requests in flight
+# finish, for at most this long; the proxy container's stop timeout (stacks/topology.py) is longer,
+# so Docker never has to SIGKILL a proxy that is still finishing requests.
+HARD_STOP_AFTER_S = 20
 COLOUR_MAP = f"{COLOUR_MAP_DIR}/colours.map"
 # Which version each colour runs, set at deploy through the runtime API (no reload) and saved beside
 # the colour map; the proxy stamps it on every response.
@@ -64,15 +83,22 @@ def _live_fallback_rules() -> list[str]:
     return lines
 
 
-def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int) -> str:
-    interval = spec.health_interval_ms
+def backend_path(colour: str) -> str:
+    return f"{BACKENDS_DIR}/{colour}.cfg"
+
+
+def render_base_config() -> str:
+    """The proxy's constant config: the same text for every stack, whatever its settings."""
     lines = [
-        "# Rendered by cutover from the stack spec; do not edit by hand.",
+        "# Rendered by cutover (stacks/proxy_config.py); do not edit by hand. Each colour's backend",
+        f"# is a file of its own in {BACKENDS_DIR}, loaded after this one.",
         "global",
         f"    stats socket {ADMIN_SOCKET} mode 600 level admin",
         "    stats timeout 30s",
         "    maxconn 4096",
-        "    hard-stop-after 60s",
+        f"    hard-stop-after {HARD_STOP_AFTER_S}s",
+        # Written by proxy-backend just before a reload, read by the new worker (defaults below).
+        f"    server-state-file {SERVER_STATE_FILE}",
         "",
         # Docker's embedded DNS: a redeployed container comes back with a new address, and the
         # proxy must follow it without a reload. That DNS is served by dockerd, so it stops
@@ -97,6 +123,9 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         "defaults",
         "    mode http",
         "    option http-keep-alive",
+        # On a soft stop (a reload's old worker) an idle keep-alive connection is not closed under
+        # a client that may be sending on it: it is closed after its next response instead.
+        "    option idle-close-on-response",
         "    timeout connect 2s",
         "    timeout client 60s",
         "    timeout server 60s",
@@ -109,7 +138,8 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         "    option redispatch 1",
         "    retry-on conn-failure empty-response response-timeout",
         "    http-reuse safe",
-        f"    default-server init-addr last,libc,none resolvers docker check inter {interval}ms fastinter {max(100, interval // 2)}ms fall 2 rise 2 pool-purge-delay {POOL_PURGE_DELAY_MS}ms",
+        # A reload's new worker starts from the old one's server states, not from 'all UP'.
+        "    load-server-state-from-file global",
         "",
         "frontend live",
         f"    bind :{LIVE_CONTAINER_PORT}",
@@ -125,17 +155,33 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
         f"    use_backend %[str(preview),map({COLOUR_MAP},green)]",
         "",
     ]
-    for colour in COLOURS:
-        lines += [
-            f"backend {colour}",
-            "    balance roundrobin",
-            f"    option httpchk GET {spec.health_path}",
-            "    http-check expect status 200",
-            f"    http-response set-header {COLOUR_HEADER} {colour}",
-            f"    http-response set-header {VERSION_HEADER} %[str({colour}),map({VERSION_MAP},unknown)]",
-            f"    http-response set-header {SERVER_HEADER} %[srv_name]",
-        ]
-        for index, host in enumerate(servers[colour], start=1):
-            lines.append(f"    server {colour}-{index} {host}:{app_port}")
-        lines.append("")
     return "\n".join(lines)
+
+
+def render_backend(spec: StackSpec, colour: str, servers: list[str], app_port: int) -> str:
+    """One colour's backend section: its health check (path and interval from ``spec``) and one
+    server per host in ``servers``, named ``<colour>-1``, ``<colour>-2``... (the names the status,
+    the watch and the leftovers read)."""
+    if colour not in COLOURS:  # a wiring bug: the colour names the section and the file
+        raise ValueError(f"not a colour: {colour!r}")
+    interval = spec.health_interval_ms
+    lines = [
+        f"# {colour}'s backend, rendered by cutover (stacks/proxy_config.py); applied by proxy-backend.",
+        f"backend {colour}",
+        "    balance roundrobin",
+        f"    default-server init-addr last,libc,none resolvers docker check inter {interval}ms fastinter {max(100, interval // 2)}ms fall 2 rise 2 pool-purge-delay {POOL_PURGE_DELAY_MS}ms",
+        f"    option httpchk GET {spec.health_path}",
+        "    http-check expect status 200",
+        f"    http-response set-header {COLOUR_HEADER} {colour}",
+        f"    http-response set-header {VERSION_HEADER} %[str({colour}),map({VERSION_MAP},unknown)]",
+        f"    http-response set-header {SERVER_HEADER} %[srv_name]",
+    ]
+    for index, host in enumerate(servers, start=1):
+        lines.append(f"    server {colour}-{index} {host}:{app_port}")
+    return "\n".join(lines) + "\n"
+
+
+def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_port: int) -> str:
+    """The whole config as the proxy loads it (the base, then each colour's backend file): what
+    the unit tests read as one text."""
+    return "\n".join([render_base_config(), *(render_backend(spec, c, servers[c], app_port) for c in COLOURS)])

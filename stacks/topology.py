@@ -14,15 +14,22 @@ from dataclasses import asdict, dataclass, field
 from stacks.proxy_config import (
     COLOUR_MAP_DIR,
     HAPROXY_CONFIG_PATH,
+    HARD_STOP_AFTER_S,
     LIVE_CONTAINER_PORT,
     PREVIEW_CONTAINER_PORT,
-    render_haproxy_config,
+    render_base_config,
 )
 from stacks.spec import COLOURS, PROJECT, StackSpec
 
 # The tag's revision moves when an image changes incompatibly (2: non-root users with fixed ids, the
-# proxy's config on its state volume), so an engine shared with older checkouts keeps both.
-PROXY_IMAGE = "cutover-proxy:2"
+# proxy's config on its state volume; 3: master-worker, per-colour backend files, proxy-backend,
+# proxy-state, a health-checked proxy-switch, STOPSIGNAL SIGUSR1), so an engine shared with older
+# checkouts keeps both.
+PROXY_IMAGE = "cutover-proxy:3"
+# `docker stop` of the proxy sends SIGUSR1, HAProxy's soft stop: requests in flight finish, for at
+# most HARD_STOP_AFTER_S; Docker's SIGKILL comes only after this longer timeout.
+PROXY_STOP_SIGNAL = "SIGUSR1"
+PROXY_STOP_TIMEOUT_S = HARD_STOP_AFTER_S + 10
 DATABASE_IMAGE = "cutover-postgres:15-2"
 DATABASE_HOSTNAME = "db"
 DATABASE_NAME = "cutover"
@@ -186,11 +193,15 @@ def proxy_container(spec: StackSpec) -> ContainerSpec:
             retries=3,
             start_period_s=5,
         ),
-        # The config goes onto the state volume (HAPROXY_CONFIG_PATH is in COLOUR_MAP_DIR): Docker
-        # refuses uploads into a read-only root, but not into a volume.
-        uploads=(UploadSpec(HAPROXY_CONFIG_PATH, render_haproxy_config(spec, app_container_names(spec), spec.app.port)),),
+        # Only the constant base config, onto the state volume (HAPROXY_CONFIG_PATH is in
+        # COLOUR_MAP_DIR: Docker refuses uploads into a read-only root, but not into a volume). The
+        # backends (pool size, health path and interval) are files beside it that proxy-backend
+        # changes in the running proxy, so no setting of the stack is an input of this container.
+        uploads=(UploadSpec(HAPROXY_CONFIG_PATH, render_base_config()),),
         volumes=(VolumeMountSpec(proxy_state_volume(spec), COLOUR_MAP_DIR),),
         labels=_labels(spec, "proxy"),
+        stop_signal=PROXY_STOP_SIGNAL,
+        stop_timeout_s=PROXY_STOP_TIMEOUT_S,
         # Frontends on ports above 1024 and an admin socket of its own: HAProxy needs no capability.
         user=PROXY_RUN_AS,
         read_only=True,

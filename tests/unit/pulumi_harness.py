@@ -13,6 +13,10 @@ Pitfalls handled here, each of which makes mock tests pass while asserting nothi
 - the runtime keeps global state (root stack resource, settings, config), so every run starts
   from fresh settings, a fresh root stack, new mocks and a new monitor.
 
+The one invoke the program makes, ``command:local:run`` of ``proxy-state`` (which colour is live
+now), is answered with what ``run_program(proxy=...)`` says: no proxy yet (the default), a
+``ProxyState`` (``deployed(stack, live=...)`` builds the one an earlier ``up`` left), or a failure.
+
 Secrets: the mock RandomPassword answers with a password derived from the stack and the resource
 (stable across runs of one stack, different between stacks, unlike any other value), recorded in
 ``ProgramRun.secret_values`` so tests can look for it everywhere it must not be. Secret inputs and
@@ -48,13 +52,14 @@ NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 COMMAND = "command:local:Command"
+RUN = "command:local:run"
 RANDOM_PASSWORD = "random:index/randomPassword:RandomPassword"
 APP_POOL = "cutover:index:AppPool"
 DATABASE = "cutover:index:Database"
 PROXY = "cutover:index:Proxy"
 SERVICE = "cutover:index:BlueGreenService"
 # pulumi-command's invoke that runs a command where `pulumi` runs (components/engine.py).
-LOCAL_RUN = "command:local:run"
+LOCAL_RUN = RUN  # (both names are used by the tests)
 DEFAULT_PLATFORM = "linux/amd64"
 
 
@@ -75,15 +80,19 @@ class Registration:
     provider: str
     dependencies: tuple[str, ...]
     delete_before_replace: bool
+    # Resource options as the SDK sends them to the engine (camelCase property names): what the
+    # engine, not the provider, acts on. The mock provider never sees them; this monitor does.
+    ignore_changes: tuple[str, ...]
+    replace_on_changes: tuple[str, ...]
+    retain_on_delete: bool
+    # Input property -> the URNs its value came from (what the engine uses to replace dependents).
+    property_dependencies: dict[str, tuple[str, ...]]
     # Output names the program asked the engine to keep secret, camelCase (``result``).
     additional_secret_outputs: tuple[str, ...]
     inputs: dict[str, Any]
     # What the (mock) provider answered: the resource's outputs, camelCase.
     state: dict[str, Any]
-    # Resource options the engine sees (not echoed by the mocks): kept by `destroy`, input
-    # properties whose changes are ignored, and the create/update/delete timeouts ("" if unset).
-    retain_on_delete: bool = False
-    ignore_changes: tuple[str, ...] = ()
+    # The create/update/delete timeouts the engine sees ("" if unset).
     custom_timeouts: dict[str, str] | None = None
 
 
@@ -102,6 +111,8 @@ class ProgramRun:
     secret_values: tuple[str, ...]
     # The commands the program ran through pulumi-command's local.run invoke, with their environment.
     local_runs: tuple[tuple[str, dict[str, str]], ...] = ()
+    # The invokes the program made: (token, arguments), in order.
+    invokes: tuple[tuple[str, dict], ...] = ()
 
     def spec(self):
         """The spec the program built from this run's config (as ``components.program.load_spec``)."""
@@ -127,16 +138,19 @@ class _Mocks(pulumi.runtime.Mocks):
         self,
         stack: str,
         one_shot_exit_codes: Mapping[str, int | None],
+        proxy_state: str | Exception,
         engine_platform: str = DEFAULT_PLATFORM,
         existing_containers: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         self.stack = stack
         self.one_shot_exit_codes = one_shot_exit_codes
+        self.proxy_state = proxy_state
         self.secret_values: list[str] = []
         self.engine_platform = engine_platform
         self.existing_containers = dict(existing_containers or {})
         self.local_runs: list[tuple[str, dict[str, str]]] = []
+        self.invokes: list[tuple[str, dict]] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -147,7 +161,7 @@ class _Mocks(pulumi.runtime.Mocks):
             state["imageId"] = f"sha256:mock-local-{args.inputs['name']}"
             state["repoDigest"] = ""
         if args.typ == COMMAND:
-            # What proxy-switch / proxy-version print.
+            # What proxy-switch / proxy-backend / proxy-version print.
             environment = args.inputs["environment"]
             if "CUTOVER_VERSION" in environment:
                 state["stdout"] = ""  # a prepare step
@@ -155,6 +169,8 @@ class _Mocks(pulumi.runtime.Mocks):
                 state["stdout"] = environment["RECORD"]  # the ledger writer prints the line it appended
             elif "LIVE_COLOR" in environment:
                 state["stdout"] = f"live={environment['LIVE_COLOR']}"
+            elif "CUTOVER_BACKEND" in environment:
+                state["stdout"] = f"{args.name.rsplit('-', 1)[1]} backend reloaded"
             else:
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"
         if args.typ == RANDOM_PASSWORD:
@@ -168,9 +184,17 @@ class _Mocks(pulumi.runtime.Mocks):
         return mock_id(args.name), state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.invokes.append((args.token, dict(args.args)))
         if args.token == LOCAL_RUN:
             command = args.args.get("command") or ""
             self.local_runs.append((command, dict(args.args.get("environment") or {})))
+            if "proxy-state" in command:
+                # What `docker exec <proxy> proxy-state` prints (or `{}`: no proxy container yet).
+                if isinstance(self.proxy_state, Exception):
+                    # How a failed invoke reaches a program: a failure in the response (an exception
+                    # raised here would instead be taken for a bug in the program itself).
+                    return {}, [("command", str(self.proxy_state))]
+                return {"stdout": self.proxy_state, "stderr": "", "command": command}
             # Dispatch on the command text: each invoke the program makes is answered by its own
             # handler (add one here for a new command; an unknown command fails the run).
             for marker, answer in self._local_run_answers():
@@ -207,12 +231,14 @@ class _RecordingMonitor(MockMonitor):
                     provider=request.provider,
                     dependencies=tuple(request.dependencies),
                     delete_before_replace=request.deleteBeforeReplace,
+                    ignore_changes=tuple(request.ignoreChanges),
+                    replace_on_changes=tuple(request.replaceOnChanges),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
                     additional_secret_outputs=tuple(request.additionalSecretOutputs),
                     # The base class deserialised these already, but does not keep them.
                     inputs=rpc.deserialize_properties(request.object),
                     state=dict(self.resources[response.urn].state) if request.custom else {},
-                    retain_on_delete=bool(request.retainOnDelete),
-                    ignore_changes=tuple(request.ignoreChanges),
                     custom_timeouts=_timeouts(request),
                 )
             )
@@ -252,8 +278,13 @@ def run_program(
     stacks_dir: Path = STACKS_DIR,
     engine_platform: str = DEFAULT_PLATFORM,
     existing_containers: Mapping[str, str | None] | None = None,
+    proxy: "ProxyState | Exception | None" = None,
 ) -> ProgramRun:
     """Run ``__main__.py`` for ``stack`` (its YAML, with ``overrides`` applied and ``drop`` removed).
+
+    ``proxy``: what the stack's proxy says when the program reads it (``proxy-state``): None for
+    no proxy container yet (a first ``up``: nothing is live), a ``ProxyState``, or an exception the
+    invoke raises (an unreachable engine).
 
     ``stacks_dir``: where the stack file is (see ``stack_config``); the program itself always
     resolves ``cutover:app`` against ``stacks/``, as under the Pulumi CLI.
@@ -272,7 +303,8 @@ def run_program(
     if not all(isinstance(v, str) for v in config.values()):
         raise TypeError("Pulumi config values reach a program as strings; pass strings")
 
-    mocks = _Mocks(stack, one_shot_exit_codes or {}, engine_platform, existing_containers)
+    proxy_state = proxy if isinstance(proxy, Exception) else (proxy.json() if proxy is not None else "{}")
+    mocks = _Mocks(stack, one_shot_exit_codes or {}, proxy_state, engine_platform, existing_containers)
     monitor = _RecordingMonitor(mocks)
     # Fresh settings and no root resource, so set_mocks creates a new root stack for this stack.
     pulumi.runtime.settings.reset_options(project=PROJECT, stack=stack, preview=False)
@@ -335,7 +367,37 @@ def run_program(
         component_outputs=dict(monitor.component_outputs),
         secret_values=tuple(mocks.secret_values),
         local_runs=tuple(mocks.local_runs),
+        invokes=tuple(mocks.invokes),
     )
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    """What ``proxy-state`` prints for a proxy that exists (docs: the contract's JSON line)."""
+
+    live: str
+    versions: Mapping[str, str]
+    # Servers per colour in the proxy's backends (every one UP: the mocks need no health).
+    servers: Mapping[str, int]
+
+    def json(self) -> str:
+        return json.dumps(
+            {
+                "live": self.live,
+                "versions": dict(self.versions),
+                "servers": {colour: {"total": n, "up": n} for colour, n in self.servers.items()},
+            }
+        )
+
+
+def deployed(stack: str, live: str | None = None, overrides: Mapping[str, str] | None = None, **versions: str) -> ProxyState:
+    """The proxy of ``stack`` as an earlier ``up`` of its stack file (with ``overrides``) left it:
+    ``live`` (default: the file's liveColor) serving, each colour stamped with the file's version
+    (or ``blue=``/``green=`` given here), each backend with poolSize servers."""
+    config = {**stack_config(stack), **(overrides or {})}
+    size = int(config["cutover:poolSize"])
+    stamped = {colour: versions.get(colour, config[f"cutover:{colour}Version"]) for colour in ("blue", "green")}
+    return ProxyState(live=live or config["cutover:liveColor"], versions=stamped, servers={"blue": size, "green": size})
 
 
 def is_secret(value: Any) -> bool:

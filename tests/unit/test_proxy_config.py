@@ -1,4 +1,5 @@
-"""HAProxy's rendered config, and the proxy container that carries it."""
+"""HAProxy's rendered config (the constant base and each colour's backend), and the proxy
+container that carries the base."""
 
 from __future__ import annotations
 
@@ -15,11 +16,17 @@ from stacks.proxy_config import (
     VERSION_HEADER,
     VERSION_MAP,
     ADMIN_SOCKET,
+    BACKENDS_DIR,
     COLOUR_MAP,
     COLOUR_MAP_DIR,
     HAPROXY_CONFIG_PATH,
+    HARD_STOP_AFTER_S,
     LIVE_CONTAINER_PORT,
     PREVIEW_CONTAINER_PORT,
+    SERVER_STATE_FILE,
+    backend_path,
+    render_backend,
+    render_base_config,
     render_haproxy_config,
 )
 from stacks.spec import COLOURS, load_stack
@@ -28,7 +35,8 @@ from stacks.topology import app_container_name, app_container_names, proxy_conta
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 STACKS = ("dev", "ci", "prod")
-ENTRYPOINT = Path(__file__).resolve().parents[2] / "images" / "proxy" / "proxy-entrypoint"
+PROXY_DIR = Path(__file__).resolve().parents[2] / "images" / "proxy"
+ENTRYPOINT = PROXY_DIR / "proxy-entrypoint"
 
 
 def sections(config: str) -> dict[str, list[list[str]]]:
@@ -93,12 +101,14 @@ def test_server_count_follows_the_pool_size(pool_size):
 
 def test_every_server_is_health_checked(spec):
     config = rendered(spec)
-    defaults = directives(config["defaults"], "default-server")
-    assert len(defaults) <= 1
-    inherited = defaults[0][1:] if defaults else []
-    assert "no-check" not in inherited
+    # The check settings live in each backend (its own file), never in the constant defaults.
+    assert not directives(config["defaults"], "default-server")
     for colour in COLOURS:
         backend = config[f"backend {colour}"]
+        defaults = directives(backend, "default-server")
+        assert len(defaults) == 1
+        inherited = defaults[0][1:]
+        assert "no-check" not in inherited
         assert ["option", "httpchk", "GET", spec.health_path] in backend
         assert ["http-check", "expect", "status", "200"] in backend
         for server in directives(backend, "server"):
@@ -195,12 +205,121 @@ def test_deploying_a_version_does_not_change_the_proxy(spec):
     assert before.fingerprint() == after.fingerprint()
 
 
-def test_the_proxy_carries_this_config(spec):
+def test_the_proxy_carries_only_the_constant_base_config(spec):
     proxy = proxy_container(spec)
     (upload,) = proxy.uploads
     assert upload.path == HAPROXY_CONFIG_PATH
-    assert upload.content == render_haproxy_config(spec, app_container_names(spec), spec.app.port)
+    assert upload.content == render_base_config()
+    assert not [name for name in sections(upload.content) if name.startswith(("backend ", "listen "))]
     assert [v.container_path for v in proxy.volumes] == [COLOUR_MAP_DIR]
+    assert BACKENDS_DIR.startswith(COLOUR_MAP_DIR + "/")
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"pool_size": 7},
+        {"health_interval_ms": 250},
+        {"health_interval_ms": 120000},
+        {"live_colour": "green"},
+        {"blue_version": "9.9.9"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_no_stack_setting_is_an_input_of_the_proxy_container(spec, change):
+    """Pool size and the health check change a colour's backend file (proxy-backend, a hitless
+    reload), never the proxy container's inputs: pulumi-docker would replace it, the simulator too."""
+    changed = replace(spec, **change)
+    assert proxy_container(changed).fingerprint() == proxy_container(spec).fingerprint()
+    assert render_base_config() == proxy_container(changed).uploads[0].content
+
+
+def test_the_health_path_is_not_an_input_of_the_proxy_container():
+    site = load_stack("static-ci", REPO_ROOT / "examples/static-site")
+    demo = load_stack("ci")
+    assert site.health_path != demo.health_path or site.app.port != demo.app.port
+    assert proxy_container(site).uploads == proxy_container(demo).uploads
+
+
+def test_the_base_config_loads_before_both_backend_files_in_the_image():
+    """The entrypoint hands HAProxy the base, then each colour's backend file, in that order, and
+    writes an empty backend for a colour whose file is missing (so the frontends find both)."""
+    text = ENTRYPOINT.read_text()
+    command = next(line for line in text.splitlines() if line.startswith("exec haproxy"))
+    files = re.findall(r'-f "\$state/([^"]+)"', command)
+    state = COLOUR_MAP_DIR
+    assert [f"{state}/{f}" for f in files] == [HAPROXY_CONFIG_PATH, *(backend_path(c) for c in COLOURS)]
+    assert " -W " in command, "master-worker mode: a reload hands the listening sockets to the new worker"
+    assert "backend %s" in text and "for colour in blue green" in text
+
+
+# -- one colour's backend ------------------------------------------------------------------------
+
+
+def test_a_backend_is_one_section_for_its_colour_only(spec):
+    names = app_container_names(spec)
+    for colour in COLOURS:
+        parsed = sections(render_backend(spec, colour, names[colour], spec.app.port))
+        assert list(parsed) == [f"backend {colour}"]
+        servers = directives(parsed[f"backend {colour}"], "server")
+        assert [s[1] for s in servers] == [f"{colour}-{i}" for i in range(1, spec.pool_size + 1)]
+
+
+def test_a_backend_carries_its_health_settings_in_a_default_server_line():
+    spec = replace(load_stack("ci"), health_interval_ms=4000)
+    backend = sections(render_backend(spec, "green", ["a", "b", "c"], 8000))["backend green"]
+    (default_server,) = directives(backend, "default-server")
+    assert default_server[default_server.index("inter") + 1] == "4000ms"
+    assert default_server[default_server.index("fastinter") + 1] == "2000ms"
+    assert [s[2] for s in directives(backend, "server")] == ["a:8000", "b:8000", "c:8000"]
+
+
+def test_a_backend_changes_with_pool_size_and_interval_but_not_with_the_live_colour():
+    spec = load_stack("ci")
+    base = render_backend(spec, "blue", ["a"], 8000)
+    assert render_backend(replace(spec, live_colour="green"), "blue", ["a"], 8000) == base
+    assert render_backend(replace(spec, health_interval_ms=3000), "blue", ["a"], 8000) != base
+    assert render_backend(spec, "blue", ["a", "b"], 8000) != base
+
+
+def test_a_backend_with_no_servers_is_still_a_section():
+    parsed = sections(render_backend(load_stack("ci"), "blue", [], 8000))
+    assert not directives(parsed["backend blue"], "server")
+
+
+def test_only_a_colour_gets_a_backend():
+    with pytest.raises(ValueError):
+        render_backend(load_stack("ci"), "purple", ["a"], 8000)
+
+
+def test_the_whole_config_is_the_base_then_each_backend(spec):
+    names = app_container_names(spec)
+    whole = render_haproxy_config(spec, names, spec.app.port)
+    assert whole == "\n".join([render_base_config(), *(render_backend(spec, c, names[c], spec.app.port) for c in COLOURS)])
+
+
+# -- a graceful stop and a hitless reload ----------------------------------------------------------
+
+
+def test_docker_stop_is_a_bounded_soft_stop(spec):
+    """SIGUSR1 is HAProxy's soft stop (requests in flight finish); hard-stop-after bounds it below
+    the stop timeout, so Docker's SIGKILL never lands on a proxy still finishing requests."""
+    proxy = proxy_container(spec)
+    config = sections(render_base_config())
+    (hard_stop,) = directives(config["global"], "hard-stop-after")
+    assert seconds(hard_stop[1]) == HARD_STOP_AFTER_S
+    assert proxy.stop_signal == "SIGUSR1"
+    assert 0 < HARD_STOP_AFTER_S < proxy.stop_timeout_s
+    assert "STOPSIGNAL SIGUSR1" in (PROXY_DIR / "Dockerfile").read_text().splitlines()
+
+
+def test_a_reload_keeps_server_states_and_idle_connections():
+    config = sections(render_base_config())
+    assert ["server-state-file", SERVER_STATE_FILE] in config["global"]
+    assert ["load-server-state-from-file", "global"] in config["defaults"]
+    # A reload's old worker closes an idle keep-alive connection after its next response, not under it.
+    assert ["option", "idle-close-on-response"] in config["defaults"]
+    assert SERVER_STATE_FILE in (PROXY_DIR / "proxy-backend").read_text()
 
 
 # -- who served a response, said by the proxy -----------------------------------------------------

@@ -77,7 +77,7 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
     assert _containers(static, "database") == [] and _containers(static, "migration") == []
     assert static.outputs["migration_containers"] == {}
     assert sorted(v.name for v in static.of_type(VOLUME)) == ["cutover-static-ci-ledger", "cutover-static-ci-proxy-state"]
-    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:2", "cutover-state:1", "cutover-static-site:1.0.0"}
+    assert {i.inputs["imageName"] for i in static.of_type(IMAGE)} == {"cutover-proxy:3", "cutover-state:1", "cutover-static-site:1.0.0"}
     # Nothing is secret, and nobody is told about a database that does not exist.
     for r in static.resources:
         assert not is_secret(r.inputs.get("envs")), r.name
@@ -89,15 +89,22 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
 def test_read_only_pools_depend_on_their_image_and_the_network_only(static):
     (network,) = static.of_type(NETWORK)
     (image,) = [i for i in static.of_type(IMAGE) if i.name.startswith("app-image-")]
+    switch = static.named(COMMAND, "cutover-switch")
     apps = _containers(static, "app")
     assert len(apps) == 2 * static.spec().pool_size
     for app in apps:
-        assert set(app.dependencies) == {image.urn, network.urn}, app.name
+        # The colour that is not made live changes only after the switch (test_pulumi_staging.py).
+        after_switch = {switch.urn} if labels(app.inputs)["cutover.colour"] != static.spec().live_colour else set()
+        assert set(app.dependencies) == {image.urn, network.urn, *after_switch}, app.name
+
+
+def _backends(run) -> str:
+    """Both colours' backend sections, as the proxy-backend commands hand them to the proxy."""
+    return "\n".join(run.named(COMMAND, f"cutover-backend-{colour}").inputs["environment"]["CUTOVER_BACKEND"] for colour in COLOURS)
 
 
 def test_read_only_proxy_sends_traffic_to_the_apps_port(static):
-    (proxy,) = _containers(static, "proxy")
-    config = proxy.inputs["uploads"][0]["content"]
+    config = _backends(static)
     servers = re.findall(r"^\s+server (\S+) (\S+)$", config, re.MULTILINE)
     assert servers == [
         (f"{colour}-{i}", f"cutover-static-ci-{colour}-{i}:9090") for colour in COLOURS for i in range(1, static.spec().pool_size + 1)
@@ -144,10 +151,12 @@ def test_read_only_app_image_is_built_from_its_own_directory(static):
     assert image.inputs["skipPush"] is True
 
 
-def test_read_only_switch_waits_for_the_proxy_and_both_pools(static):
+def test_read_only_switch_waits_for_the_proxy_and_the_live_pool(static):
     switch = static.named(COMMAND, "cutover-switch")
+    live = static.spec().live_colour
     for container in _containers(static, "proxy") + _containers(static, "app"):
-        assert container.urn in switch.dependencies, container.name
+        if labels(container.inputs).get("cutover.colour") in (None, live):
+            assert container.urn in switch.dependencies, container.name
     assert static.outputs["switch_output"] == "live=blue"
     assert len(static.of_type(APP_POOL)) == 2
 
@@ -194,8 +203,7 @@ def test_expand_only_app_gets_its_own_env_names_and_its_password_only_inside_sec
         assert app.inputs["wait"] is True, app.name
     for r in ledger.resources:
         assert not any(password in s for s in plain_strings(r.inputs)), r.name
-    (proxy,) = _containers(ledger, "proxy")
-    assert "cutover-dev-blue-1:7000" in proxy.inputs["uploads"][0]["content"]
+    assert "cutover-dev-blue-1:7000" in _backends(ledger)
 
 
 def test_an_app_outside_the_project_is_built_from_absolute_paths(ledger):
@@ -232,7 +240,7 @@ def test_a_prebuilt_app_is_referenced_never_built_and_never_deleted(tmp_path):
     app_file = write_app(tmp_path / "storefront", PREBUILT_APP)
     run = run_program("dev", {"cutover:app": str(app_file), "cutover:blueVersion": "3.0.0", "cutover:greenVersion": "3.1.0"})
     # Read-only: no database image; the ledger's writer, and nothing of the app.
-    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:2", "cutover-state:1"}
+    assert {i.inputs["imageName"] for i in run.of_type(IMAGE)} == {"cutover-proxy:3", "cutover-state:1"}
     remotes = {r.inputs["name"]: r for r in run.of_type(REMOTE_IMAGE)}
     assert set(remotes) == {"acme/storefront:3.0.0", "acme/storefront:3.1.0"}
     for remote in remotes.values():

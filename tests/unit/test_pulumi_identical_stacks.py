@@ -75,7 +75,8 @@ def _resource_inputs(run) -> dict[tuple[str, str], dict[str, Any]]:
     table = {}
     for r in run.resources:
         flat = flatten(_normalise(redact(r.inputs, run.secret_values), run.stack))
-        for path in [p for p in flat if re.fullmatch(r"uploads\.\d+\.content", p)]:
+        # Each colour's backend in the proxy (installed by its proxy-backend command) lists its servers.
+        for path in [p for p in flat if re.fullmatch(r"uploads\.\d+\.content|environment\.CUTOVER_BACKEND", p)]:
             flat[path] = _without_server_lines(flat[path])
         table[(r.type, _normalise(r.name, run.stack))] = flat
     return table
@@ -138,8 +139,11 @@ def test_pool_size_is_the_only_reason_for_more_containers(runs):
         for colour in ("blue", "green"):
             members = sorted(int(m.group(2)) for r in run.of_type(CONTAINER) if (m := POOL_MEMBER.search(r.name)) and m.group(1) == colour)
             assert members == list(range(1, size + 1)), (stack, colour)
+            backend = run.named(COMMAND, f"cutover-backend-{colour}").inputs["environment"]["CUTOVER_BACKEND"]
+            assert len(SERVER_LINE.findall(backend)) == size, (stack, colour)
+        # The proxy container itself lists no server: pool size is not one of its inputs.
         (proxy,) = [r for r in run.of_type(CONTAINER) if r.name.endswith("-proxy")]
-        assert len(SERVER_LINE.findall(proxy.inputs["uploads"][0]["content"])) == 2 * size, stack
+        assert not any(SERVER_LINE.search(u["content"]) for u in proxy.inputs["uploads"]), stack
 
 
 def _unexplained(runs) -> list[str]:
@@ -174,7 +178,9 @@ def test_a_difference_outside_the_allow_list_is_caught(runs):
     drifted = {**runs, "ci": run_program("ci", {**release, "cutover:healthIntervalMs": "2000"})}
     found = _unexplained(drifted)
     assert any("cutover-<stack>-blue-1 healthcheck.interval: '1s' != '2s'" in line for line in found), found
-    assert any("uploads.0.content" in line for line in found), found  # HAProxy's check interval too
+    # HAProxy's check interval too, in each colour's backend (never in the proxy container's inputs).
+    assert any("cutover-backend-blue environment.CUTOVER_BACKEND" in line for line in found), found
+    assert not any("cutover-<stack>-proxy" in line for line in found), found
 
 
 def test_the_allow_list_is_documented():

@@ -54,10 +54,14 @@ def test_a_failed_run_stops_up_before_its_version_starts():
     message = str(caught.value)
     assert "cutover-dev-migrate-1.1.0" in message and "status 1" in message and "docker logs" in message
     created = {r.name for r in caught.value.registrations}
-    # The old version's pool is untouched; nothing of the new version started, and no switch ran.
+    # The old version's pool is untouched; nothing of the new version started.
     assert "cutover-dev-blue-1" in created
     assert not any(name.startswith("cutover-dev-green-") for name in created), sorted(created)
-    assert "cutover-switch" not in created
+    # Blue stays live: its (unchanged) switch never waits on green. A flip to the failed version
+    # never reaches the switch at all.
+    with pytest.raises(MigrationFailed) as flipped:
+        run_program("dev", {**SPLIT, "cutover:liveColor": "green"}, one_shot_exit_codes={"cutover-dev-migrate-1.1.0": 1})
+    assert "cutover-switch" not in {r.name for r in flipped.value.registrations}
 
 
 def test_an_unknown_exit_status_is_not_taken_for_success():

@@ -20,7 +20,9 @@ from pulumi_harness import (
     run_program,
 )
 
+from stacks.proxy_config import render_backend, render_base_config
 from stacks.spec import COLOURS, load_stack
+from stacks.topology import app_container_names
 
 STACKS = ("dev", "ci", "prod")
 
@@ -44,10 +46,11 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     assert len(run.of_type(SERVICE)) == 1
     assert len(run.of_type(DATABASE)) == 1
     assert len(run.of_type(PROXY)) == 1
-    # The switch, one version stamp per colour, and the app's prepare step once per version.
+    # The switch, one backend and one version stamp per colour, and the app's prepare step once per version.
     prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
+    backends = [f"cutover-backend-{colour}" for colour in COLOURS]
     # And the switch's record in the stack's ledger.
-    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *prepares]
+    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *backends, *prepares]
     assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(names)
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume, the database's data volume and the ledger.
@@ -163,7 +166,7 @@ def test_the_prepare_step_runs_in_the_context_before_its_image_is_built(run):
 def test_images_are_built_locally_never_pushed(run):
     spec = load_stack(run.stack)
     images = {r.inputs["imageName"]: r.inputs for r in run.of_type(IMAGE)}
-    expected = {"cutover-proxy:2", "cutover-postgres:15-2", "cutover-state:1"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
+    expected = {"cutover-proxy:3", "cutover-postgres:15-2", "cutover-state:1"} | {spec.app.image_tag(spec.version_of(c)) for c in COLOURS}
     assert set(images) == expected
     for name, inputs in images.items():
         assert inputs["skipPush"] is True, name
@@ -180,30 +183,52 @@ def test_images_are_built_locally_never_pushed(run):
         # context: a bare "Dockerfile" here would build the project root's (there is none).
         assert app["build"]["dockerfile"] == "examples/demo/Dockerfile"
         assert (ROOT / app["build"]["dockerfile"]).is_file()
-    assert images["cutover-proxy:2"]["build"]["context"] == "images/proxy"
-    assert images["cutover-proxy:2"]["build"]["dockerfile"] == "images/proxy/Dockerfile"
+    assert images["cutover-proxy:3"]["build"]["context"] == "images/proxy"
+    assert images["cutover-proxy:3"]["build"]["dockerfile"] == "images/proxy/Dockerfile"
     assert images["cutover-postgres:15-2"]["build"]["context"] == "images/postgres"
     assert images["cutover-postgres:15-2"]["build"]["dockerfile"] == "images/postgres/Dockerfile"
     for name, inputs in images.items():
         assert (ROOT / inputs["build"]["dockerfile"]).is_file(), name
 
 
-def test_switch_runs_proxy_switch_in_the_proxy_after_everything_is_up(run):
+def test_switch_runs_proxy_switch_in_the_proxy_after_the_live_colour_is_up(run):
     spec = load_stack(run.stack)
     switch = run.named(COMMAND, "cutover-switch")
     proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
-    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch "$LIVE_COLOR"'
+    # It waits (up to 60 s) for every server of the colour to be UP in HAProxy, or refuses.
+    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch --wait 60 "$LIVE_COLOR"'
     assert switch.inputs["environment"] == {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host}
     # Re-run whenever the proxy container is replaced (the mock id is "<name>-id").
     assert switch.inputs["triggers"] == [f"{proxy.name}-id"]
     waits_for = set(switch.dependencies)
-    # The proxy and every pool member; the database and the migrations come before the pools.
+    # The proxy and every member of the colour it makes live; the database and the migrations come
+    # before the pools. The other colour comes after it (test_pulumi_staging.py).
     for container in run.of_type(CONTAINER):
-        if _role(container) in ("proxy", "app"):
+        if _role(container) == "proxy" or (_role(container) == "app" and labels(container.inputs)["cutover.colour"] == spec.live_colour):
             assert container.urn in waits_for, container.name
-    # And after both version stamps, so a colour made live says which version it runs.
+    # And after that colour's backend and version stamp, so HAProxy checks its servers and a
+    # colour made live says which version it runs.
+    for kind in ("backend", "version"):
+        assert run.named(COMMAND, f"cutover-{kind}-{spec.live_colour}").urn in waits_for, kind
+
+
+def test_each_colours_backend_goes_into_the_proxy_once_its_pool_is_up(run):
+    """Servers and health settings reach the running proxy by proxy-backend (a hitless reload),
+    never as an input of the proxy container."""
+    spec = load_stack(run.stack)
+    proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
     for colour in COLOURS:
-        assert run.named(COMMAND, f"cutover-version-{colour}").urn in waits_for, colour
+        backend = run.named(COMMAND, f"cutover-backend-{colour}")
+        # The section travels in the environment, never the command text.
+        assert backend.inputs["create"] == f"docker exec -e CUTOVER_BACKEND cutover-{run.stack}-proxy proxy-backend {colour}"
+        expected = render_backend(spec, colour, app_container_names(spec)[colour], spec.app.port)
+        assert backend.inputs["environment"] == {"CUTOVER_BACKEND": expected, "DOCKER_HOST": spec.docker_host}
+        assert backend.inputs["triggers"] == [f"{proxy.name}-id"]
+        members = {c.urn for c in run.of_type(CONTAINER) if _role(c) == "app" and labels(c.inputs)["cutover.colour"] == colour}
+        assert members and members <= set(backend.dependencies), colour
+        assert proxy.urn in backend.dependencies, colour
+        assert backend.urn in run.named(COMMAND, f"cutover-version-{colour}").dependencies, colour
+    assert proxy.inputs["uploads"][0]["content"] == render_base_config()
 
 
 def test_each_colours_version_is_stamped_into_the_proxy_once_its_pool_is_up(run):
