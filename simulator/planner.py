@@ -46,7 +46,7 @@ class Observed:
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # create-network | create-volume | create | replace | start | remove
+    kind: str  # create-network | create-volume | create | replace | start | remove | backend (a proxy-backend reload)
     target: str
     container: ContainerSpec | None = None
     reason: str = ""

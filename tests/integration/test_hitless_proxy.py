@@ -70,8 +70,12 @@ def stacks(tmp_path_factory, state_dir):
         thread.join()
     print(f"\nboth stacks up in {time.monotonic() - began:.1f}s")
     yield root
-    for stack, app in ((SITE, SITE_APP), (DEMO, DEMO_APP)):
-        cli(root, stack, "down", "--volumes", "--ledger")
+    downs = [threading.Thread(target=cli, args=(root, s, "down", "--volumes", "--ledger")) for s in (SITE, DEMO)]
+    for thread in downs:
+        thread.start()
+    for thread in downs:
+        thread.join()
+    for app in (SITE_APP, DEMO_APP):
         remove_app_images(app)
 
 
@@ -270,5 +274,3 @@ def test_a_slow_request_in_flight_survives_docker_stop_of_the_proxy(stacks):
     # HAProxy left by itself once the request was done: no SIGKILL from Docker (exit 137).
     assert container.attrs["State"]["ExitCode"] == 0, container.attrs["State"]
     assert stopped_after < PROXY_STOP_TIMEOUT_S
-    up(stacks, DEMO)
-    assert requests.get(f"http://127.0.0.1:{DEMO_PORT}/healthz", timeout=5).status_code == 200
