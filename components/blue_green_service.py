@@ -17,12 +17,14 @@ from pulumi_command import local
 from components.app_pool import AppPool, AppPoolArgs
 from components.database import Database, DatabaseArgs
 from components.images import app_image, state_image
+from components.live_colour import declare_live_colour
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
-from components.switch import ledger_record_args, switch_command_args, version_command_args
+from components.release_gates import declare_lint_gates, declare_live_checks, declare_smoke_test
+from components.switch import ledger_record_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
-from stacks.spec import COLOURS, StackSpec
+from stacks.spec import COLOURS, StackSpec, other_colour
 from stacks.topology import stack_containers
 
 
@@ -73,6 +75,9 @@ class BlueGreenService(pulumi.ComponentResource):
         # the artefact instead of building (and racing on) the same tag twice.
         versions = {colour: spec.version_of(colour) for colour in COLOURS}
         self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
+        # The deploy's gates (components/release_gates.py): each version's pending expand steps are
+        # linted before any migration runs; after a run, the live version must still write and read.
+        self.lint_gates = declare_lint_gates(spec, versions.values(), self.images, secrets, [self.network, self.database], parent=self)
         # Each version's expand migrations, once the database is healthy (its container waits for
         # that); one run per distinct version, for the same reason as the images (migration.py).
         # Empty when the app declares no migrations (or has no database).
@@ -82,12 +87,13 @@ class BlueGreenService(pulumi.ComponentResource):
                 list(versions.values()),
                 parent=self,
                 secrets=secrets,
-                depends_on=[self.network, self.database],
+                depends_on=[self.network, self.database, *self.lint_gates.values()],
                 images=self.images,
             )
             if self.database is not None
             else {}
         )
+        self.live_checks = declare_live_checks(spec, self.lint_gates, self.migrations, parent=self)
         self.pools = {
             colour: AppPool(
                 f"{name}-{colour}",
@@ -100,7 +106,7 @@ class BlueGreenService(pulumi.ComponentResource):
                     secrets=secrets,
                     # Not before this version's expand migration has exited 0; with no migration
                     # run, not before the database (a read-only app: the image and network only).
-                    after=_gate(self.migrations.get(versions[colour]), self.database),
+                    after=[*_gate(self.migrations.get(versions[colour]), self.database), *_checked(self.live_checks.get(versions[colour]))],
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )
@@ -120,17 +126,28 @@ class BlueGreenService(pulumi.ComponentResource):
             for colour in COLOURS
         }
 
-        self.switch = local.Command(
+        # The colour to be live is smoke-tested (through the port that serves it now) before the
+        # switch; the other colour after it, through the preview port.
+        target, other = spec.live_colour, other_colour(spec.live_colour)
+        self.smoke_tests = {
+            target: declare_smoke_test(
+                spec, target, self.images[versions[target]].digest, [self.proxy, self.pools[target], self.version_stamps[target]], parent=self
+            )
+        }
+        # The switch is a LiveColour (components/live_colour.py): its read observes the proxy, so
+        # refresh sees a flip made outside Pulumi and up restores the configured colour; it waits
+        # for the colour's servers to be UP in HAProxy and refuses one that is not. Re-flipped
+        # whenever the proxy is replaced (a new proxy starts from the colour on its state volume);
+        # after the stamps, so live responses carry their version.
+        self.switch = declare_live_colour(
             f"{name}-switch",
-            **switch_command_args(spec, proxy_spec.name),
-            # A new proxy container starts from the colour on its state volume; re-running the
-            # switch whenever the proxy is replaced makes the configured colour authoritative.
-            triggers=[self.proxy.container_id],
-            # Pools with a Docker healthcheck wait until healthy (see render.py), so the switch
-            # never points at a cold colour; after the stamps, so live responses carry their version.
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values()]
-            ),
+            spec,
+            self.proxy,
+            depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values(), self.smoke_tests[target]],
+            parent=self,
+        )
+        self.smoke_tests[other] = declare_smoke_test(
+            spec, other, self.images[versions[other]].digest, [self.pools[other], self.version_stamps[other], self.switch], parent=self
         )
 
         # The switch goes into the stack's audit ledger on its engine, like a `cutover switch`; the
@@ -148,7 +165,7 @@ class BlueGreenService(pulumi.ComponentResource):
             f"{name}-switch-record",
             **ledger_record_args(spec, ledger.name, STATE_IMAGE, self.pools[spec.live_colour].image_digest),
             # Whenever the switch ran again: one record per switch.
-            triggers=[self.switch.id],
+            triggers=[self.switch.flipped_at],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch, self.ledger_volume, self.state_image]),
         )
 
@@ -165,6 +182,11 @@ class BlueGreenService(pulumi.ComponentResource):
         if self.database_host is not None:
             outputs["databaseHost"] = self.database_host
         self.register_outputs(outputs)
+
+
+def _checked(check: Optional[pulumi.Resource]) -> list[pulumi.Input[pulumi.Resource]]:
+    """A version's pool waits for the live version's check after that version's expand steps."""
+    return [check] if check is not None else []
 
 
 def _gate(migration: Optional[Migration], database: Optional[Database]) -> list[pulumi.Input[pulumi.Resource]]:

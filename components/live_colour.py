@@ -161,15 +161,18 @@ class LiveColourProvider(ResourceProvider):
             raise
         except Exception as exc:  # the engine, the exec: one sentence rather than a trace of ours
             raise SwitchRefused(f"could not make {props['colour']} live on {props['proxy']}: {exc}") from None
-        return {**props, "previous": before, "stdout": printed}
+        # When this resource last ran proxy-switch: what the ledger record of the switch re-runs on.
+        return {**props, "previous": before, "stdout": printed, "flipped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 class LiveColour(Resource, module="cutover", name="LiveColour"):
-    """``colour`` is live on ``proxy``; ``previous`` and ``stdout`` say what the last flip found and printed."""
+    """``colour`` is live on ``proxy``; ``previous``, ``stdout`` and ``flipped_at`` say what the last
+    flip found, printed and when."""
 
     colour: pulumi.Output[str]
     previous: pulumi.Output[str]
     stdout: pulumi.Output[str]
+    flipped_at: pulumi.Output[str]
 
     def __init__(
         self,
@@ -189,5 +192,20 @@ class LiveColour(Resource, module="cutover", name="LiveColour"):
             "wait_seconds": wait_seconds,
             "previous": None,
             "stdout": None,
+            "flipped_at": None,
         }
         super().__init__(LiveColourProvider(), name, props, opts)
+
+
+def declare_live_colour(name: str, spec, proxy, depends_on, parent: pulumi.Resource, wait_seconds: int = DEFAULT_WAIT_S) -> LiveColour:
+    """The stack's switch: ``spec.live_colour`` live on its proxy, re-flipped whenever the proxy
+    container is replaced (a new one starts from the colour on its state volume)."""
+    return LiveColour(
+        name,
+        proxy=proxy.container_name,
+        docker_host=spec.docker_host,
+        colour=spec.live_colour,
+        proxy_id=proxy.container_id,
+        wait_seconds=wait_seconds,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )

@@ -190,3 +190,51 @@ class PreviewSmokeTest(Resource, module="cutover", name="PreviewSmokeTest"):
         super().__init__(SmokeTestProvider(), name, props, opts)
 
 
+
+
+# -- declaring them (components/blue_green_service.py wires these in) -----------------------------
+
+
+def stack_config() -> dict[str, str]:
+    """The stack's raw config values, as the program read them (components/program.py)."""
+    from components.program import config_values  # imported here: program imports the service, which imports this
+
+    return config_values()
+
+
+def declare_lint_gates(spec, versions, images, secrets: Mapping[str, pulumi.Input[str]], depends_on, parent: pulumi.Resource) -> dict:
+    """One ExpandLintGate per distinct version, when the app has a database and migrations (else none);
+    after the database is up (its describe/current/sql runs need it)."""
+    from components.migration import expand_command
+
+    if not spec.app.read_write or expand_command(spec) is None:
+        return {}
+    config = stack_config()
+    return {
+        version: ExpandLintGate(
+            f"cutover-lint-{version}", spec.stack, config, version, images[version].digest, secrets,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[*depends_on, images[version].resource]),
+        )
+        for version in sorted(set(versions))
+    }
+
+
+def declare_live_checks(spec, lint_gates: Mapping[str, ExpandLintGate], migrations, parent: pulumi.Resource) -> dict:
+    """One LiveVersionCheck per migration run, once it exited 0; its version's pool waits for it."""
+    config = stack_config()
+    return {
+        version: LiveVersionCheck(
+            f"cutover-live-check-{version}", spec.stack, config, version, lint_gates[version].steps,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[migration.done, lint_gates[version]]),
+        )
+        for version, migration in sorted(migrations.items())
+        if version in lint_gates
+    }
+
+
+def declare_smoke_test(spec, colour: str, image: pulumi.Input[str], depends_on, parent: pulumi.Resource) -> PreviewSmokeTest:
+    """The colour's smoke test, once its pool runs and the proxy stamps its version."""
+    return PreviewSmokeTest(
+        f"cutover-smoke-{colour}", spec.stack, stack_config(), colour, spec.version_of(colour), image,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+    )

@@ -1,10 +1,9 @@
-"""The switch, and the version stamps: the commands run inside the proxy, and their environment
-(pure, no resources).
+"""The version stamps and the switch's ledger record: the commands run inside the proxy or on its
+engine, and their environment (pure, no resources).
 
-The live colour appears here and nowhere in a container's inputs. pulumi-command re-runs ``create``
-whenever the environment changes (no ``update`` command is set), so `pulumi config set
-cutover:liveColor green && pulumi up` is one runtime-API flip inside the running proxy: no reload,
-no container restart.
+The switch itself is a LiveColour resource (components/live_colour.py): `pulumi config set
+cutover:liveColor green && pulumi up` is one runtime-API flip inside the running proxy (no reload,
+no container restart), and its read sees a flip made outside Pulumi.
 """
 
 from __future__ import annotations
@@ -15,15 +14,6 @@ import shlex
 import pulumi
 
 from stacks.spec import StackSpec
-
-
-def switch_command_args(spec: StackSpec, proxy_container_name: str) -> dict[str, object]:
-    return {
-        # The colour comes from the environment, not the command text, so the command never
-        # changes and a typo cannot smuggle shell syntax into it.
-        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch "$LIVE_COLOR"',
-        "environment": {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host},
-    }
 
 
 def version_command_args(spec: StackSpec, proxy_container_name: str, colour: str, version: str) -> dict[str, object]:

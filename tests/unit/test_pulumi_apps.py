@@ -17,12 +17,12 @@ import re
 import pytest
 from pulumi_harness import (
     APP_POOL,
-    COMMAND,
     CONTAINER,
     DATABASE,
     DATABASE_NO_MIGRATIONS_APP,
     EXPAND_ONLY_APP,
     IMAGE,
+    LIVE_COLOUR,
     NETWORK,
     PREBUILT_APP,
     RANDOM_PASSWORD,
@@ -145,7 +145,7 @@ def test_read_only_app_image_is_built_from_its_own_directory(static):
 
 
 def test_read_only_switch_waits_for_the_proxy_and_both_pools(static):
-    switch = static.named(COMMAND, "cutover-switch")
+    switch = static.named(LIVE_COLOUR, "cutover-switch")
     for container in _containers(static, "proxy") + _containers(static, "app"):
         assert container.urn in switch.dependencies, container.name
     assert static.outputs["switch_output"] == "live=blue"
