@@ -17,14 +17,14 @@ from pulumi_command import local
 from components.app_pool import AppPool, AppPoolArgs
 from components.database import Database, DatabaseArgs
 from components.images import app_image, state_image
-from components.live_colour import declare_live_colour
+from components.live_colour import declare_gated_switch
 from components.migration import Migration, declare_migrations
 from components.proxy import Proxy, ProxyArgs
-from components.release_gates import declare_lint_gates, declare_live_checks, declare_smoke_test
+from components.release_gates import declare_lint_gates, declare_live_checks
 from components.switch import ledger_record_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
-from stacks.spec import COLOURS, StackSpec, other_colour
+from stacks.spec import COLOURS, StackSpec
 from stacks.topology import stack_containers
 
 
@@ -126,28 +126,19 @@ class BlueGreenService(pulumi.ComponentResource):
             for colour in COLOURS
         }
 
-        # The colour to be live is smoke-tested (through the port that serves it now) before the
-        # switch; the other colour after it, through the preview port.
-        target, other = spec.live_colour, other_colour(spec.live_colour)
-        self.smoke_tests = {
-            target: declare_smoke_test(
-                spec, target, self.images[versions[target]].digest, [self.proxy, self.pools[target], self.version_stamps[target]], parent=self
-            )
-        }
         # The switch is a LiveColour (components/live_colour.py): its read observes the proxy, so
         # refresh sees a flip made outside Pulumi and up restores the configured colour; it waits
-        # for the colour's servers to be UP in HAProxy and refuses one that is not. Re-flipped
-        # whenever the proxy is replaced (a new proxy starts from the colour on its state volume);
-        # after the stamps, so live responses carry their version.
-        self.switch = declare_live_colour(
+        # for the colour's servers to be UP in HAProxy and refuses one that is not. The colour going
+        # live is smoke-tested before it, the other colour after it; after the stamps, so live
+        # responses carry their version.
+        self.switch, self.smoke_tests = declare_gated_switch(
             f"{name}-switch",
             spec,
             self.proxy,
-            depends_on=[self.proxy, *self.pools.values(), *self.version_stamps.values(), self.smoke_tests[target]],
+            images={colour: self.images[versions[colour]].digest for colour in COLOURS},
+            ready={colour: [self.pools[colour], self.version_stamps[colour]] for colour in COLOURS},
+            switch_after=[self.proxy, *self.pools.values(), *self.version_stamps.values()],
             parent=self,
-        )
-        self.smoke_tests[other] = declare_smoke_test(
-            spec, other, self.images[versions[other]].digest, [self.pools[other], self.version_stamps[other], self.switch], parent=self
         )
 
         # The switch goes into the stack's audit ledger on its engine, like a `cutover switch`; the

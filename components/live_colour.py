@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
-from stacks.spec import COLOURS
+from stacks.spec import COLOURS, other_colour
 
 # How long create/update wait for the target colour's servers to be UP before refusing.
 DEFAULT_WAIT_S = 60
@@ -197,15 +197,37 @@ class LiveColour(Resource, module="cutover", name="LiveColour"):
         super().__init__(LiveColourProvider(), name, props, opts)
 
 
-def declare_live_colour(name: str, spec, proxy, depends_on, parent: pulumi.Resource, wait_seconds: int = DEFAULT_WAIT_S) -> LiveColour:
-    """The stack's switch: ``spec.live_colour`` live on its proxy, re-flipped whenever the proxy
-    container is replaced (a new one starts from the colour on its state volume)."""
-    return LiveColour(
+def declare_gated_switch(
+    name: str,
+    spec,
+    proxy,
+    images: Mapping[str, pulumi.Input[str]],
+    ready: Mapping[str, Sequence[pulumi.Resource]],
+    switch_after: Sequence[pulumi.Resource],
+    parent: pulumi.Resource,
+    wait_seconds: int = DEFAULT_WAIT_S,
+) -> tuple[LiveColour, dict]:
+    """The stack's switch and the smoke tests around it (components/release_gates.py).
+
+    The colour to be live is smoke-tested (through the port that serves it now) before the switch;
+    the other colour after it, through the preview port. ``images``: each colour's image ID;
+    ``ready``: what must exist before a colour can be smoke-tested (its pool and version stamp: the
+    test checks the proxy's stamp); ``switch_after``: what the switch waits for besides the target's
+    smoke test. The switch flips again whenever the proxy container is replaced (a new proxy starts
+    from the colour on its state volume).
+    """
+    from components.release_gates import declare_smoke_test
+
+    target, other = spec.live_colour, other_colour(spec.live_colour)
+    smoke = {target: declare_smoke_test(spec, target, images[target], [proxy, *ready[target]], parent=parent)}
+    switch = LiveColour(
         name,
         proxy=proxy.container_name,
         docker_host=spec.docker_host,
-        colour=spec.live_colour,
+        colour=target,
         proxy_id=proxy.container_id,
         wait_seconds=wait_seconds,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*switch_after, smoke[target]]),
     )
+    smoke[other] = declare_smoke_test(spec, other, images[other], [*ready[other], switch], parent=parent)
+    return switch, smoke
