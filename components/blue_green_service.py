@@ -23,7 +23,9 @@ from components.proxy import Proxy, ProxyArgs
 from components import staging
 from components.observed import read_proxy_state
 from components.render import network_labels, volume_labels
-from components.switch import backend_command_args, ledger_record_args, switch_command_args, version_command_args
+from components.live_colour import DEFAULT_WAIT_S, LiveColour
+from components.release_gates import declare_lint_gates, declare_live_checks, declare_smoke_test
+from components.switch import backend_command_args, ledger_record_args, version_command_args
 from stacks.docker_objects import ledger_volume, stack_network
 from stacks.image_builds import STATE_IMAGE
 from stacks.spec import COLOURS, StackSpec
@@ -92,6 +94,9 @@ class BlueGreenService(pulumi.ComponentResource):
         # the artefact instead of building (and racing on) the same tag twice.
         versions = {colour: spec.version_of(colour) for colour in COLOURS}
         self.images = {version: app_image(spec, version, parent=self) for version in sorted(set(versions.values()))}
+        # The deploy's gates (components/release_gates.py): each version's pending expand steps are
+        # linted before any migration runs; after a run, the live version must still write and read.
+        self.lint_gates = declare_lint_gates(spec, versions.values(), self.images, secrets, [self.network, self.database], parent=self)
         # Each version's expand migrations, once the database is healthy (its container waits for
         # that); one run per distinct version, for the same reason as the images (migration.py).
         # Empty when the app declares no migrations (or has no database).
@@ -101,12 +106,13 @@ class BlueGreenService(pulumi.ComponentResource):
                 list(versions.values()),
                 parent=self,
                 secrets=secrets,
-                depends_on=[self.network, self.database],
+                depends_on=[self.network, self.database, *self.lint_gates.values()],
                 images=self.images,
             )
             if self.database is not None
             else {}
         )
+        self.live_checks = declare_live_checks(spec, self.lint_gates, self.migrations, parent=self)
         # Each colour's pool, its backend in the proxy and its version stamp. The target colour's
         # first, then the switch (which waits for them), then the other colour's: that colour is
         # changed only once traffic has left it. The colour live *now* is frozen (staging.py).
@@ -115,22 +121,35 @@ class BlueGreenService(pulumi.ComponentResource):
         self.version_stamps: dict[str, local.Command] = {}
         target, after_switch = self.staging.target, self.staging.after_switch
         self._declare_colour(name, spec, target, versions[target], secrets, after=[])
-        self.switch = local.Command(
+        # The switch is a LiveColour (components/live_colour.py): its read observes the proxy, so
+        # refresh sees a flip made outside Pulumi and up restores the configured colour; it waits for
+        # the colour's servers to be UP in HAProxy and refuses one that is not. Before it, the target
+        # colour passes the deploy's smoke test (components/release_gates.py) through the port that
+        # serves it now. After the target colour's pool (healthy, where it has a Docker
+        # healthcheck), its backend (the servers HAProxy checks) and its stamp (so live responses
+        # carry their version); never after the other colour's pool: in an `up` that flips, that
+        # pool is the one traffic is leaving. A replaced proxy (its container id) flips again: a new
+        # proxy starts from the colour on its state volume.
+        target_ready = [self.proxy, self.pools[target], self.backends[target], self.version_stamps[target]]
+        self.smoke_tests = {target: declare_smoke_test(spec, target, self.images[versions[target]].digest, target_ready, parent=self)}
+        self.switch = LiveColour(
             f"{name}-switch",
-            **switch_command_args(spec, proxy_spec.name),
-            # A new proxy container starts from the colour on its state volume; re-running the
-            # switch whenever the proxy is replaced makes the configured colour authoritative.
-            triggers=[self.proxy.container_id],
-            # After the target colour's pool (healthy, where it has a Docker healthcheck), its
-            # backend (the servers HAProxy checks; `--wait` waits for them to be UP) and its stamp
-            # (so live responses carry their version). Never after the other colour's pool: in an
-            # `up` that flips, that pool is the one traffic is leaving.
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.proxy, self.pools[target], self.backends[target], self.version_stamps[target]],
-            ),
+            proxy=self.proxy.container_name,
+            docker_host=spec.docker_host,
+            colour=target,
+            proxy_id=self.proxy.container_id,
+            wait_seconds=DEFAULT_WAIT_S,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*target_ready, self.smoke_tests[target]]),
         )
         self._declare_colour(name, spec, after_switch, versions[after_switch], secrets, after=[self.switch])
+        # The other colour through the preview port, once traffic has left it and it is in place.
+        self.smoke_tests[after_switch] = declare_smoke_test(
+            spec,
+            after_switch,
+            self.images[versions[after_switch]].digest,
+            [self.pools[after_switch], self.backends[after_switch], self.version_stamps[after_switch], self.switch],
+            parent=self,
+        )
         self.pools = {colour: self.pools[colour] for colour in COLOURS}
 
         # The switch goes into the stack's audit ledger on its engine, like a `cutover switch`; the
@@ -148,7 +167,7 @@ class BlueGreenService(pulumi.ComponentResource):
             f"{name}-switch-record",
             **ledger_record_args(spec, ledger.name, STATE_IMAGE, self.pools[spec.live_colour].image_digest),
             # Whenever the switch ran again: one record per switch.
-            triggers=[self.switch.id],
+            triggers=[self.switch.flipped_at],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.switch, self.ledger_volume, self.state_image]),
         )
 
@@ -186,7 +205,7 @@ class BlueGreenService(pulumi.ComponentResource):
                 secrets=secrets,
                 # Not before this version's expand migration has exited 0; with no migration
                 # run, not before the database (a read-only app: the image and network only).
-                after=[*_gate(self.migrations.get(version), self.database), *after],
+                after=[*_gate(self.migrations.get(version), self.database), *_checked(self.live_checks.get(version)), *after],
                 frozen=frozen,
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -212,6 +231,11 @@ class BlueGreenService(pulumi.ComponentResource):
             # After its backend: a colour's responses are stamped once the proxy sends to its servers.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, pool, self.backends[colour], *after], **command_options),
         )
+
+
+def _checked(check: Optional[pulumi.Resource]) -> list[pulumi.Input[pulumi.Resource]]:
+    """A version's pool waits for the live version's check after that version's expand steps."""
+    return [check] if check is not None else []
 
 
 def _gate(migration: Optional[Migration], database: Optional[Database]) -> list[pulumi.Input[pulumi.Resource]]:

@@ -1,10 +1,9 @@
-"""The switch, and the version stamps: the commands run inside the proxy, and their environment
-(pure, no resources).
+"""The version stamps and the switch's ledger record: the commands run inside the proxy or on its
+engine, and their environment (pure, no resources).
 
-The live colour appears here and nowhere in a container's inputs. pulumi-command re-runs ``create``
-whenever the environment changes (no ``update`` command is set), so `pulumi config set
-cutover:liveColor green && pulumi up` is one runtime-API flip inside the running proxy: no reload,
-no container restart.
+The switch itself is a LiveColour resource (components/live_colour.py): `pulumi config set
+cutover:liveColor green && pulumi up` is one runtime-API flip inside the running proxy (no reload,
+no container restart), and its read sees a flip made outside Pulumi.
 """
 
 from __future__ import annotations
@@ -16,23 +15,6 @@ import pulumi
 
 from stacks.proxy_config import render_backend
 from stacks.spec import StackSpec
-
-
-# How long `proxy-switch --wait` gives every server of the colour it switches to to be UP in HAProxy
-# (a pool created in the same `up` needs `rise 2` checks first). A constant, so the command text never
-# changes with the config (which would re-run the switch for nothing).
-SWITCH_WAIT_S = 60
-
-
-def switch_command_args(spec: StackSpec, proxy_container_name: str) -> dict[str, object]:
-    return {
-        # The colour comes from the environment, not the command text, so the command never
-        # changes and a typo cannot smuggle shell syntax into it. proxy-switch refuses (exit 1, one
-        # sentence) a colour with no server or any server not UP once the wait is over, so `up`
-        # fails with traffic where it was instead of flipping to a colour that cannot serve.
-        "create": f'docker exec {shlex.quote(proxy_container_name)} proxy-switch --wait {SWITCH_WAIT_S} "$LIVE_COLOR"',
-        "environment": {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host},
-    }
 
 
 def backend_command_args(spec: StackSpec, proxy_container_name: str, colour: str, servers: list[str]) -> dict[str, object]:

@@ -24,7 +24,8 @@ from simulator.planner import Action, current_versions, plan_deploy, plan_up
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
-from simulator.smoke import probe_write, smoke_test
+from simulator.gates import live_after_expand, live_release, release_checks
+from simulator.smoke import smoke_test
 from simulator.switchback import Flip, plan_rollback, unfinished_flip
 from simulator.watch import RolledBack, Sample, Verdict, WatchPolicy, watch
 from stacks.spec import COLOURS, StackSpec, is_valid_version, load_stack, other_colour
@@ -453,11 +454,9 @@ class Simulator:
         return DeployResult(idle, version, artefact.image_id, [a.target for a in actions], instances, applied, steps=steps.seconds, artefact=artefact)
 
     def _smoke(self, base_url: str, colour: str, version: str, label: str) -> list[str]:
-        """The app's declared smoke checks (enough rounds to reach every server), then its write probe."""
-        servers = smoke_test(base_url, self.spec.app.smoke, colour, version, rounds=2 * self.spec.pool_size)
-        if self.spec.app.write_probe is not None:
-            probe_write(base_url, self.spec.app.write_probe, label)
-        return servers
+        """The app's declared smoke checks (enough rounds to reach every server), then its write probe
+        (the same gate the Pulumi program's PreviewSmokeTest runs, simulator/gates.py)."""
+        return release_checks(self.spec, base_url, colour, version, label)
 
     def _expand_schema(self, version: str) -> list[str]:
         """The schema gates of a deploy, all before the idle colour is touched.
@@ -468,15 +467,13 @@ class Simulator:
         """
         if not self.schema.read_write:
             return []
-        live = self.status()
-        live_version = live.pools[live.live].version if live.live else None
+        # The gates are simulator/gates.py's, shared with the Pulumi program's gate resources.
+        live, live_version, _ = live_release(self.driver)
         applied = self.schema.expand(version, live_version)
         if not applied:
             return []
         self.say(f"expand migrations applied: {', '.join(applied)}")
-        if live.live and live_version:
-            self._smoke(self.spec.live_url(), live.live, live_version, f"live {live_version} after {applied[-1]}")
-            self.say(f"live version {live_version} still passes its smoke checks{' and write probe' if self.spec.app.write_probe else ''} on the migrated schema")
+        live_after_expand(self.spec, live, live_version, applied, self.say)
         return applied
 
     @changing(lambda args: args.pop("action"))

@@ -143,6 +143,12 @@ class Schema:
         """Run ``version``'s pending expand steps (lint-gated); the steps applied."""
         raise NotImplementedError
 
+    def lint_gate(self, version: str, live_version: str | None) -> list[str]:
+        """The gate ``expand`` passes first, applying nothing: the steps it would apply (as it
+        would report them), or the deploy's one sentence why it is blocked. The Pulumi program's
+        ExpandLintGate runs this before its migration container (components/release_gates.py)."""
+        raise NotImplementedError
+
     def finalize_plan(self, version: str) -> list[str]:
         """The contract steps ``cutover finalize`` would apply for ``version`` (empty: nothing to do)."""
         raise NotImplementedError
@@ -184,6 +190,9 @@ class NoSchema(Schema):
         return None
 
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        return []
+
+    def lint_gate(self, version: str, live_version: str | None) -> list[str]:
         return []
 
     def finalize_plan(self, version: str) -> list[str]:
@@ -237,6 +246,16 @@ class DescribedSchema(Schema):
         return f"it runs {version}, which works up to schema revision {release.works_until}, but the database is at {current} (a later release was finalized)"
 
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
+        pending = self._pending(version, lint)
+        if not pending:
+            return []
+        return _applied(self._apply(version, self.commands.expand, "expand"), [r["id"] for r in pending])
+
+    def lint_gate(self, version: str, live_version: str | None) -> list[str]:
+        return [r["id"] for r in self._pending(version, lint=True)]
+
+    def _pending(self, version: str, lint: bool) -> list[dict]:
+        """The expand steps ``version`` needs on the database as it is, through the lint gate."""
         release = self.release(version)
         current = self.current(version)
         if not release.runs_on(current):
@@ -245,11 +264,9 @@ class DescribedSchema(Schema):
                 f"but the schema is at {current} (a later release was finalized)."
             )
         pending = release.pending(current, release.needs)
-        if not pending:
-            return []
-        if lint:
+        if pending and lint:
             self._blocked(version, self.lint(version, pending))
-        return _applied(self._apply(version, self.commands.expand, "expand"), [r["id"] for r in pending])
+        return pending
 
     def lint(self, version: str, pending: list[dict]) -> list[Violation]:
         """Squawk over each pending migration's SQL; only backward-incompatible rules block."""
@@ -292,11 +309,22 @@ class ExpandOnlySchema(Schema):
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
         new_files = self.new_sql_files(version, live_version)
         if lint:
-            violations: list[Violation] = []
-            for name, sql in new_files.items():
-                violations += [v for v in _squawk(sql, {"id": name, "file": name}) if v.rule in BLOCKING_RULES]
-            self._blocked(version, violations)
+            self._lint_files(version, new_files)
         self._apply(version, self.commands.command, "expand")
+        return self._steps(new_files)
+
+    def lint_gate(self, version: str, live_version: str | None) -> list[str]:
+        new_files = self.new_sql_files(version, live_version)
+        self._lint_files(version, new_files)
+        return self._steps(new_files)
+
+    def _lint_files(self, version: str, new_files: dict[str, str]) -> None:
+        violations: list[Violation] = []
+        for name, sql in new_files.items():
+            violations += [v for v in _squawk(sql, {"id": name, "file": name}) if v.rule in BLOCKING_RULES]
+        self._blocked(version, violations)
+
+    def _steps(self, new_files: dict[str, str]) -> list[str]:
         # The command says nothing about what it did; the new SQL files are the best account of it.
         return sorted(new_files) or [" ".join(self.commands.command)]
 

@@ -58,6 +58,11 @@ APP_POOL = "cutover:index:AppPool"
 DATABASE = "cutover:index:Database"
 PROXY = "cutover:index:Proxy"
 SERVICE = "cutover:index:BlueGreenService"
+# Python dynamic providers (components/live_colour.py, components/release_gates.py).
+LIVE_COLOUR = "pulumi-python:dynamic/cutover:LiveColour"
+LINT_GATE = "pulumi-python:dynamic/cutover:ExpandLintGate"
+LIVE_CHECK = "pulumi-python:dynamic/cutover:LiveVersionCheck"
+SMOKE_TEST = "pulumi-python:dynamic/cutover:PreviewSmokeTest"
 # pulumi-command's invoke that runs a command where `pulumi` runs (components/engine.py).
 LOCAL_RUN = RUN  # (both names are used by the tests)
 DEFAULT_PLATFORM = "linux/amd64"
@@ -173,6 +178,14 @@ class _Mocks(pulumi.runtime.Mocks):
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]} backend reloaded"
             else:
                 state["stdout"] = f"{args.name.rsplit('-', 1)[1]}={environment['VERSION']}"
+        if args.typ == LIVE_COLOUR:
+            # What proxy-switch prints, and the colour the proxy had before (the other one). A dynamic
+            # resource's properties keep the names the program gave them (snake_case).
+            colour = args.inputs["colour"]
+            state.update(stdout=f"live={colour}", previous="green" if colour == "blue" else "blue", flipped_at="2026-01-01T00:00:00Z")
+        if args.typ == LINT_GATE:
+            # The pending expand steps that passed the gate (here: one per version).
+            state.update(steps=[f"step-of-{args.inputs['version']}"], live_version=None)
         if args.typ == RANDOM_PASSWORD:
             # Only letters and digits, like the real one with special=False.
             digest = hashlib.sha256(f"{self.stack}/{args.name}".encode()).hexdigest()

@@ -55,6 +55,18 @@ from pulumi_harness import (  # noqa: E402
     run_program,
 )
 
+from components.live_colour import LiveColourProvider  # noqa: E402
+from components.release_gates import LintGateProvider, LiveCheckProvider, SmokeTestProvider  # noqa: E402
+
+# Python dynamic resources: their own provider's diff decides whether they run again (the engine
+# asks it), so the matrix asks the same code, in-process.
+DYNAMIC_PROVIDERS = {
+    "pulumi-python:dynamic/cutover:LiveColour": LiveColourProvider,
+    "pulumi-python:dynamic/cutover:ExpandLintGate": LintGateProvider,
+    "pulumi-python:dynamic/cutover:LiveVersionCheck": LiveCheckProvider,
+    "pulumi-python:dynamic/cutover:PreviewSmokeTest": SmokeTestProvider,
+}
+
 FACTS_FILE = Path(__file__).resolve().parent / "facts" / "pulumi-docker-5.2.0-replace-on-change.json"
 FACTS = json.loads(FACTS_FILE.read_text())["resources"]
 DOCS = ROOT / "docs" / "pulumi.md"
@@ -121,6 +133,18 @@ def _check_known(r: Registration, prop: str) -> None:
         raise LookupError(f"{r.type} input {prop!r} is not in {FACTS_FILE.name}: is it replaced when it changes?")
 
 
+def _dynamic_changes(r: Registration, old: dict, new: dict, changed: set[str]) -> set[str]:
+    """What a dynamic resource's own diff counts as a change: none when it says no change."""
+    provider = DYNAMIC_PROVIDERS.get(r.type)
+    if provider is None:
+        raise LookupError(f"{r.type}: no provider known to the matrix: add it to DYNAMIC_PROVIDERS")
+    strip = lambda props: {k: v for k, v in props.items() if k != "__provider"}  # noqa: E731
+    result = provider().diff(r.name, strip(old), strip(new))
+    if result.replaces:
+        raise LookupError(f"{r.name}: a dynamic resource that replaces is not modelled")
+    return (changed - {"__provider"}) if result.changes else set()
+
+
 def _judge(r: Registration, props: set[str]) -> Verdict:
     if not props:
         return Verdict(UNTOUCHED)
@@ -148,6 +172,8 @@ def classify(base: ProgramRun, changed: ProgramRun) -> dict[str, Verdict]:
     for urn in common:
         old, new = before[urn].inputs, after[urn].inputs
         changed_props[urn] = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - ignored[urn]
+        if after[urn].type.startswith("pulumi-python:dynamic/"):
+            changed_props[urn] = _dynamic_changes(after[urn], old, new, changed_props[urn])
 
     # Until nothing moves: what came from a replaced resource (its ID) or a rebuilt image (its
     # image ID) changes too.

@@ -23,6 +23,7 @@ from pulumi_harness import (
     DATABASE_NO_MIGRATIONS_APP,
     EXPAND_ONLY_APP,
     IMAGE,
+    LIVE_COLOUR,
     NETWORK,
     PREBUILT_APP,
     RANDOM_PASSWORD,
@@ -89,7 +90,7 @@ def test_read_only_app_has_no_database_no_password_and_no_migration(static):
 def test_read_only_pools_depend_on_their_image_and_the_network_only(static):
     (network,) = static.of_type(NETWORK)
     (image,) = [i for i in static.of_type(IMAGE) if i.name.startswith("app-image-")]
-    switch = static.named(COMMAND, "cutover-switch")
+    switch = static.named(LIVE_COLOUR, "cutover-switch")
     apps = _containers(static, "app")
     assert len(apps) == 2 * static.spec().pool_size
     for app in apps:
@@ -152,7 +153,7 @@ def test_read_only_app_image_is_built_from_its_own_directory(static):
 
 
 def test_read_only_switch_waits_for_the_proxy_and_the_live_pool(static):
-    switch = static.named(COMMAND, "cutover-switch")
+    switch = static.named(LIVE_COLOUR, "cutover-switch")
     live = static.spec().live_colour
     for container in _containers(static, "proxy") + _containers(static, "app"):
         if labels(container.inputs).get("cutover.colour") in (None, live):

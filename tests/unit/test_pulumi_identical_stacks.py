@@ -18,7 +18,10 @@ import re
 from typing import Any
 
 import pytest
-from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, ROOT, STACKS_DIR, flatten, redact, run_program, stack_config
+from pulumi_harness import (
+    COMMAND, CONTAINER, DOCKER_PROVIDER, LINT_GATE, LIVE_CHECK, LIVE_COLOUR, ROOT, SMOKE_TEST, STACKS_DIR, flatten, redact, run_program,
+    stack_config,
+)
 
 from stacks.spec import STACK_FILE_KEYS, known_stacks
 
@@ -50,6 +53,11 @@ ALLOWED_INPUT_DIFFERENCES = {
     (CONTAINER, r"ports\.\d+\.ip"): "cutover:bindAddress / cutover:previewBindAddress",
     # A digest of the container's own inputs, so it moves with every allowed difference above.
     (CONTAINER, r"labels\.cutover\.fingerprint"): "the allowed differences above",
+    # The deploy gates carry the stack's raw config (they rebuild its spec), simulator keys included.
+    **{(gate, r"config\.cutover:watchSeconds"): "cutover:watchSeconds (a simulator key)" for gate in (LINT_GATE, LIVE_CHECK, SMOKE_TEST)},
+    (LIVE_COLOUR, r"docker_host"): "docker:host",
+    # The release gates carry the stack's raw config (their provider rebuilds the spec from it).
+    **{(gate, rf"config\.{re.escape(key)}"): key for gate in (LINT_GATE, LIVE_CHECK, SMOKE_TEST) for key in ENVIRONMENT_KEYS},
 }
 POOL_MEMBER = re.compile(r"-(blue|green)-(\d+)$")
 SERVER_LINE = re.compile(r"^\s+server\s", re.MULTILINE)

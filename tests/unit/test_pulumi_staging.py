@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pulumi
 import pytest
-from pulumi_harness import COMMAND, CONTAINER, DOCKER_PROVIDER, SERVICE, RUN, VOLUME, ProxyState, deployed, labels, run_program
+from pulumi_harness import COMMAND, CONTAINER, LIVE_COLOUR, DOCKER_PROVIDER, SERVICE, RUN, VOLUME, ProxyState, deployed, labels, run_program
 
 from components.observed import NOTHING_LIVE, ObservedState, ObservedStateError, parse_proxy_state, state_command
 from components.render import every_container_input
@@ -194,8 +194,8 @@ def _deps(run, name: str, type_: str = COMMAND) -> set[str]:
 def test_the_switch_waits_for_the_target_colour_and_the_other_colour_waits_for_the_switch(target):
     other = "green" if target == "blue" else "blue"
     run = run_program("prod", {"cutover:liveColor": target, "cutover:greenVersion": "1.1.0"}, proxy=deployed("prod", live="blue"))
-    switch = run.named(COMMAND, "cutover-switch")
-    assert switch.inputs["create"] == 'docker exec cutover-prod-proxy proxy-switch --wait 60 "$LIVE_COLOR"'
+    switch = run.named(LIVE_COLOUR, "cutover-switch")
+    assert (switch.inputs["colour"], switch.inputs["wait_seconds"]) == (target, 60)
     needs = set(switch.dependencies)
     assert {c.urn for c in _apps(run, target)} <= needs
     assert {run.named(COMMAND, f"cutover-backend-{target}").urn, run.named(COMMAND, f"cutover-version-{target}").urn} <= needs

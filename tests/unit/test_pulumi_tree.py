@@ -10,6 +10,7 @@ from pulumi_harness import (
     DATABASE,
     DOCKER_PROVIDER,
     IMAGE,
+    LIVE_COLOUR,
     NETWORK,
     PROXY,
     RANDOM_PASSWORD,
@@ -50,7 +51,7 @@ def test_one_network_one_database_one_proxy_two_pools_one_switch(run):
     prepares = [f"app-prepare-{v}" for v in sorted({spec.blue_version, spec.green_version})]
     backends = [f"cutover-backend-{colour}" for colour in COLOURS]
     # And the switch's record in the stack's ledger.
-    names = ["cutover-switch", "cutover-switch-record", "cutover-version-blue", "cutover-version-green", *backends, *prepares]
+    names = ["cutover-switch-record", "cutover-version-blue", "cutover-version-green", *backends, *prepares]
     assert sorted(c.name for c in run.of_type(COMMAND)) == sorted(names)
     assert len(run.of_type(RANDOM_PASSWORD)) == 1
     # The proxy's state volume, the database's data volume and the ledger.
@@ -193,13 +194,15 @@ def test_images_are_built_locally_never_pushed(run):
 
 def test_switch_runs_proxy_switch_in_the_proxy_after_the_live_colour_is_up(run):
     spec = load_stack(run.stack)
-    switch = run.named(COMMAND, "cutover-switch")
+    # The switch is a LiveColour (components/live_colour.py): it flips with proxy-switch --wait.
+    switch = run.named(LIVE_COLOUR, "cutover-switch")
     proxy = run.named(CONTAINER, f"cutover-{run.stack}-proxy")
     # It waits (up to 60 s) for every server of the colour to be UP in HAProxy, or refuses.
-    assert switch.inputs["create"] == f'docker exec cutover-{run.stack}-proxy proxy-switch --wait 60 "$LIVE_COLOR"'
-    assert switch.inputs["environment"] == {"LIVE_COLOR": spec.live_colour, "DOCKER_HOST": spec.docker_host}
-    # Re-run whenever the proxy container is replaced (the mock id is "<name>-id").
-    assert switch.inputs["triggers"] == [f"{proxy.name}-id"]
+    assert switch.inputs["wait_seconds"] == 60
+    assert switch.inputs["proxy"] == f"cutover-{run.stack}-proxy"
+    assert (switch.inputs["colour"], switch.inputs["docker_host"]) == (spec.live_colour, spec.docker_host)
+    # Flipped again whenever the proxy container is replaced (the mock id is "<name>-id").
+    assert switch.inputs["proxy_id"] == f"{proxy.name}-id"
     waits_for = set(switch.dependencies)
     # The proxy and every member of the colour it makes live; the database and the migrations come
     # before the pools. The other colour comes after it (test_pulumi_staging.py).
