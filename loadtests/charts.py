@@ -142,7 +142,8 @@ def timeline_figure(line: Timeline, marks: Sequence[FlipMark], title: str) -> Fi
                        bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": colour, "alpha": 0.85})
     rate_axis.set_ylabel(f"requests/s ({line.bucket_s:g} s buckets)")
     rate_axis.set_ylim(bottom=0)
-    rate_axis.legend(loc="lower left", fontsize=8)
+    if x:
+        rate_axis.legend(loc="lower left", fontsize=8)
     latency_axis.set_ylabel("latency ms")
     latency_axis.set_xlabel("seconds since the first request")
     if x:
