@@ -95,7 +95,3 @@ def _run(current: Step, write: Callable[[str], None]) -> Iterator[Step]:
         line = current.end_line(failed)
         if line:
             write(line)
-
-
-def quiet(_: str = "") -> None:
-    """An ``update`` for callers given no step."""
