@@ -46,7 +46,7 @@ class Timeline:
 @dataclass(frozen=True)
 class FlipMark:
     at_s: float  # from the run's first request
-    kind: str  # "switch" or "rollback"
+    kind: str  # "switch", "rollback" or "deploy"
     label: str
 
 
@@ -100,8 +100,21 @@ def flip_marks(flips: Iterable[FlipFigures], t0: float) -> list[FlipMark]:
     return marks
 
 
+def deploy_marks(records: Iterable[Record], t0: float) -> list[FlipMark]:
+    """Where each deploy phase began (its first request sent), i.e. when the deploy had finished:
+    a deploy is no flip, but what it does to the machine shows in the latency before the mark."""
+    first_sent: dict[str, float] = {}
+    for r in records:
+        if "after deploy" in r.phase and r.started < first_sent.get(r.phase, float("inf")):
+            first_sent[r.phase] = r.started
+    return sorted(
+        (FlipMark(round(at - t0, 3), "deploy", re.sub(r"^\d+\s+after\s+deploy", "deployed", phase)) for phase, at in first_sent.items()),
+        key=lambda m: m.at_s,
+    )
+
+
 # Not the colours of the versions' areas (C0, C1, ...) nor the failures' red.
-_MARK_STYLE = {"switch": ("black", "--"), "rollback": ("darkviolet", ":")}
+_MARK_STYLE = {"switch": ("black", "--"), "rollback": ("darkviolet", ":"), "deploy": ("grey", "-.")}
 
 
 def timeline_figure(line: Timeline, marks: Sequence[FlipMark], title: str) -> Figure:

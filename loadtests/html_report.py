@@ -18,7 +18,7 @@ from typing import Sequence
 
 from matplotlib.figure import Figure
 
-from loadtests.charts import flip_marks, png_bytes, timeline, timeline_figure
+from loadtests.charts import deploy_marks, flip_marks, png_bytes, timeline, timeline_figure
 from loadtests.report import FlipFigures, PhaseFigures, Record
 
 _CSS = """
@@ -26,7 +26,7 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1240px; 
 h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f2f2f2; } td.text { text-align: left; }
+th { background: #f2f2f2; } td.text, th:first-child { text-align: left; }
 tr.bad td { background: #fde2e2; }
 img { max-width: 100%; border: 1px solid #ddd; }
 .summary { font-size: 0.95em; } .ok { color: #1a7f37; } .failed { color: #c62828; font-weight: bold; }
@@ -52,7 +52,7 @@ def write_report(
     ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables."""
     html_path, png_path = report_paths(out_csv_path)
     line = timeline(records)
-    marks = flip_marks(flips, line.t0) if records else []
+    marks = sorted(deploy_marks(records, line.t0) + flip_marks(flips, line.t0), key=lambda m: m.at_s) if records else []
     png = png_bytes(timeline_figure(line, marks, title))
     png_path.write_bytes(png)
     extras = [(item if isinstance(item, tuple) else ("", item)) for item in extra_charts]

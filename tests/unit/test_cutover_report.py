@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from loadtests.charts import DPI, MAX_BUCKETS, TIMELINE_INCHES, bucket_seconds, comparison_chart, flip_marks, timeline
+from loadtests.charts import DPI, MAX_BUCKETS, TIMELINE_INCHES, bucket_seconds, comparison_chart, deploy_marks, flip_marks, timeline
 from loadtests.html_report import report_paths, write_report
 from loadtests.report import FlipFigures, flip_figures, phase_figures
 
@@ -83,6 +83,12 @@ def test_flips_become_labelled_marks_on_the_time_axis():
     marks = flip_marks([flip("2 after switch to green (2.0.0)", 8.25), flip("3 after rollback to blue (1.0.0)", 16.0, "blue")], T0)
     assert [(m.at_s, m.kind, m.label) for m in marks] == [
         (8.25, "switch", "switch to green (2.0.0)"), (16.0, "rollback", "rollback to blue (1.0.0)")]
+
+
+def test_a_deploy_is_marked_where_its_phase_began():
+    records = [rec(0.0), rec(5.5, phase="1 after deploy 2.0.0 to green"), rec(5.0, phase="1 after deploy 2.0.0 to green"),
+               rec(9.0, phase="2 after switch to green (2.0.0)")]
+    assert [(m.at_s, m.kind, m.label) for m in deploy_marks(records, T0)] == [(5.0, "deploy", "deployed 2.0.0 to green")]
 
 
 def test_no_records_no_buckets():
