@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mix", choices=MIXES, default="read-write",
                         help="read-write: everything the users do; read: leaves out tasks tagged 'write' (and the write probe)")
     parser.add_argument("--max-requests", type=int, default=500_000, help="stop the load after this many requests")
-    parser.add_argument("--out", default=None, help="CSV file for the per-request record")
+    parser.add_argument("--out", default=None, help="CSV file for the per-request record; the report (.html, .png) goes beside it")
     parser.add_argument("--summary", default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if isinstance(args.steps, str):  # the default is not passed through type
