@@ -1,12 +1,14 @@
 """Live progress for the long steps (image builds, health waits, drains, load runs): one helper.
 
 On a terminal a step is a rich spinner that shows what it waits for and for how long, replaced by
-one line when it ends; in a CI log (stderr not a terminal, or CI set) it is plain lines: one when it
+one line when it ends; in a CI log (stdout not a terminal, or CI set) it is plain lines: one when it
 starts, at most one every PLAIN_EVERY_S while it runs, one when it ends. Steps that end within
 QUIET_S print no end line on a terminal (a health wait of 0.3 s is not news).
 
-Written to stderr: stdout stays the command's own output (``status --json`` and the like).
-Set CUTOVER_PROGRESS=off to silence it, =plain or =live to force a mode.
+Written to stdout, where the commands' other narrative lines (``Simulator.say``) go: stderr stays
+the one sentence of an error, and the ``--json`` outputs come from commands with no long step (or,
+like ``build --json``, print their JSON last). Set CUTOVER_PROGRESS=off to silence it, =plain or
+=live to force a mode.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def mode(stream: TextIO | None = None) -> str:
     chosen = os.environ.get("CUTOVER_PROGRESS", "").strip().lower()
     if chosen in ("live", "plain", "off"):
         return chosen
-    stream = stream or sys.stderr
+    stream = stream or sys.stdout
     interactive = hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("CI")
     return "live" if interactive else "plain"
 
@@ -66,7 +68,7 @@ class Step:
 @contextmanager
 def step(what: str, stream: TextIO | None = None) -> Iterator[Step]:
     """``with step("building app:2.0.0") as s: ... s.update("Step 3/9")``."""
-    stream = stream or sys.stderr
+    stream = stream or sys.stdout
     how = mode(stream)
 
     def write(line: str) -> None:
