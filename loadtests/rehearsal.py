@@ -3,7 +3,8 @@
 The scenario is a fixed lifecycle (the shape of a Molecule scenario): bring the stack up, load it,
 then run each step — deploy to the idle colour, switch, roll back, switch again — while the load
 keeps going, holding the load for a while after every step. It ends with a per-phase table and a
-per-flip table, writes every request to a CSV file, and exits 1 if a single request failed or a
+per-flip table, writes every request to a CSV file and beside it the cutover report (an HTML page
+and a PNG of the timeline, loadtests/html_report.py), and exits 1 if a single request failed or a
 request sent after a flip reached the old colour.
 """
 
@@ -26,6 +27,7 @@ from rich.table import Table
 
 import requests
 
+from loadtests.html_report import write_report
 from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
 from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, flip_figures, phase_figures, write_csv
 from simulator.errors import CutoverError
@@ -75,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mix", choices=MIXES, default="read-write",
                         help="read-write: everything the users do; read: leaves out tasks tagged 'write' (and the write probe)")
     parser.add_argument("--max-requests", type=int, default=500_000, help="stop the load after this many requests")
-    parser.add_argument("--out", default=None, help="CSV file for the per-request record")
+    parser.add_argument("--out", default=None, help="CSV file for the per-request record; the report (.html, .png) goes beside it")
     parser.add_argument("--summary", default=None, help="also write the figures as JSON here")
     args = parser.parse_args(argv)
     if isinstance(args.steps, str):  # the default is not passed through type
@@ -172,6 +174,7 @@ def _rehearse(sim: Simulator, args: argparse.Namespace) -> dict:
     flip_rows = [flip_figures(records, label, colour, at, until=step_starts[index]) for label, colour, at, index in flips]
     out = Path(args.out) if args.out else state_dir(args.stack) / f"rehearsal-{time.strftime('%Y%m%d-%H%M%S')}.csv"
     write_csv(records, out)
+    html_path, png_path = write_report(records, phases, flip_rows, out, f"rehearsal on stack {args.stack}: {' → '.join(args.steps)}")
     duration = (max(r.finished for r in records) - min(r.started for r in records)) if records else 0.0
     summary = {
         "stack": args.stack,
@@ -192,6 +195,8 @@ def _rehearse(sim: Simulator, args: argparse.Namespace) -> dict:
         "flips": [asdict(f) for f in flip_rows],
         "stopped_because": load.stopped_because,
         "record": str(out),
+        "report_html": str(html_path),
+        "report_png": str(png_path),
     }
     _print_tables(phases, flip_rows, summary)
     if args.summary:
@@ -258,6 +263,8 @@ def _print_tables(phases: list[PhaseFigures], flips: list[FlipFigures], summary:
         + (f"writes acknowledged: {summary['writes_acknowledged']}, lost: {summary['writes_lost']}; " if writes else "")
         + f"record: {summary['record']}"
     )
+    console.print(f"report: {summary['report_html']}")
+    console.print(f"timeline: {summary['report_png']}")
 
 
 def verdict(summary: dict) -> list[str]:

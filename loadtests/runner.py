@@ -16,6 +16,7 @@ from locust.event import Events
 
 from locust import User
 
+from simulator import progress
 from simulator.smoke import created_id
 from stacks.app import WriteProbe
 from stacks.proxy_config import COLOUR_HEADER, VERSION_HEADER
@@ -121,10 +122,13 @@ class LoadRun:
         return not self.stopped_because
 
     def hold(self, seconds: float) -> None:
-        """Keep the load on for ``seconds`` (or less, if a budget ends the run first)."""
+        """Keep the load on for ``seconds`` (or less, if a budget ends the run first), shown as a
+        live step (simulator/progress.py) with the requests recorded so far."""
         end = time.monotonic() + seconds
-        while self.running and time.monotonic() < end:
-            gevent.sleep(0.05)
+        with progress.step(f"load: {self._phase_names[-1]} ({seconds:g}s)") as shown:
+            while self.running and time.monotonic() < end:
+                shown.update(f"{len(self.records)} requests recorded")
+                gevent.sleep(0.05)
 
     def stop(self) -> None:
         if not self.stopped_because:

@@ -327,9 +327,12 @@ def status(stack: str, as_json: bool) -> None:
               help="The scenario: deploy, switch and rollback steps, comma-separated.")
 @click.option("--mix", type=click.Choice(list(MIXES)), default="read-write", show_default=True,
               help="read-write: users also write items and read them back (every 201 is checked afterwards); read: reads only.")
-@click.option("--out", default=None, help="Where to write the per-request record (CSV).")
+@click.option("--out", default=None, help="Where to write the per-request record (CSV); the report (.html, .png) goes beside it.")
 def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | None, to_version: str | None, steps: str, mix: str, out: str | None) -> None:
     """Rehearse a cutover under Locust load: deploy, switch, roll back, switch again; report per phase.
+
+    Writes every request to a CSV and beside it the cutover report: an HTML page and a PNG of the
+    timeline (requests/s by version, failures, p50/p99, each flip), and prints their paths.
 
     Exits non-zero if a single request failed, an acknowledged write is missing afterwards, or a
     request sent after a flip reached the old colour.

@@ -6,12 +6,14 @@ import io
 import os
 import tarfile
 import time
+from contextlib import nullcontext
 from typing import Callable
 
 import docker
 import docker.errors
 import requests.exceptions
 
+from simulator import progress
 from simulator.errors import CutoverError
 from simulator.planner import Action, Observed, ObservedContainer
 from stacks.docker_objects import stack_labels, stack_network
@@ -300,18 +302,24 @@ class DockerDriver:
             deadline_s,
             lambda: "containers not healthy after {:.0f}s: ".format(deadline_s)
             + ", ".join(f"{n} ({self.health(n)})" for n in names if self.health(n) != "healthy"),
+            what=f"waiting for {', '.join(names)} to be healthy",
         )
 
 
-def wait_until(condition: Callable[[], bool], deadline_s: float, failure: Callable[[], str], interval_s: float = 0.2) -> None:
-    """Poll ``condition`` until it holds; past the deadline raise with ``failure()`` as the message."""
+def wait_until(condition: Callable[[], bool], deadline_s: float, failure: Callable[[], str], interval_s: float = 0.2,
+               what: str | None = None) -> None:
+    """Poll ``condition`` until it holds; past the deadline raise with ``failure()`` as the message.
+    With ``what``, the wait shows as a live step (simulator/progress.py)."""
     end = time.monotonic() + deadline_s
-    while True:
-        if condition():
-            return
-        if time.monotonic() > end:
-            raise CutoverError(failure())
-        time.sleep(interval_s)
+    with progress.step(what) if what else nullcontext() as shown:
+        while True:
+            if condition():
+                return
+            if time.monotonic() > end:
+                raise CutoverError(failure())
+            if shown:
+                shown.update(f"up to {deadline_s:.0f}s")
+            time.sleep(interval_s)
 
 
 def _tar_one_file(name: str, content: str) -> bytes:

@@ -21,6 +21,7 @@ from typing import Callable
 import docker
 import docker.errors
 
+from simulator import progress
 from simulator.artefacts import (
     APP_LABEL,
     ARTEFACT_LABEL,
@@ -296,10 +297,13 @@ class ImageBuilder:
             labels={BUILT_FROM_LABEL: "source", **(labels or {})},
             decode=True,
         )
-        for chunk in stream:
-            if "stream" in chunk:
-                log.append(chunk["stream"])
-            if "error" in chunk:
-                tail = "".join(log[-5:]).strip()
-                raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
+        with progress.step(f"docker build {tag}") as shown:
+            for chunk in stream:
+                if "stream" in chunk:
+                    log.append(chunk["stream"])
+                    if chunk["stream"].startswith("Step "):  # "Step 3/9 : RUN ...": where the build is
+                        shown.update(chunk["stream"].strip()[:80])
+                if "error" in chunk:
+                    tail = "".join(log[-5:]).strip()
+                    raise CutoverError(f"building {tag} failed: {chunk['error'].strip()}\n{tail}")
         return self.client.images.get(tag).id

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 import docker.errors
 
+from simulator import progress
 from simulator.docker_driver import DockerDriver, connect, wait_until
 from simulator.drain import docker_exec, drain, run_hook, wait_closed
 from simulator.errors import CutoverError, PreflightRefused, Refused
@@ -754,6 +755,7 @@ class Simulator:
             HEALTHY_DEADLINE_S,
             lambda: f"HAProxy does not see {colour} as up after {HEALTHY_DEADLINE_S}s on health.path {path}: "
             + ", ".join(f"{s.server} {s.status} ({s.check})" for s in proxy.servers(colour) if not s.up),
+            what=f"waiting for HAProxy to see {colour} up",
         )
 
     def _drain(self, proxy: ProxyAPI, colour: str, strict: bool = True) -> tuple[bool, float]:
@@ -762,10 +764,13 @@ class Simulator:
         began = time.monotonic()
         budget = self.spec.drain_seconds
         hook = self.spec.app.drain
-        outcome = drain(
-            lambda: proxy.backend_sessions(colour), budget, hook,
-            self._running_members(colour), docker_exec(self.client),
-        )
+        with progress.step(f"draining {colour} (up to {budget}s)") as shown:
+            def in_flight() -> int:
+                count = proxy.backend_sessions(colour)
+                shown.update(f"{count} request(s) in flight")
+                return count
+
+            outcome = drain(in_flight, budget, hook, self._running_members(colour), docker_exec(self.client))
         if outcome.hook_ran_in:
             self.say(f"{colour} still had requests open after {budget}s: ran the app's drain hook in {', '.join(outcome.hook_ran_in)}")
         for failure in outcome.hook_failures:

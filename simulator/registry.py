@@ -93,6 +93,7 @@ class ArtefactStore:
             self._answers,
             READY_DEADLINE_S,
             lambda: f"the artefact store {self.name} did not answer on {self.address} within {READY_DEADLINE_S}s (see docker logs {self.name}).",
+            what=f"waiting for the artefact store {self.name}",
         )
 
     def _answers(self) -> bool:

@@ -89,6 +89,9 @@ def test_deploy_switch_and_rollback_under_load_drop_nothing(site, tmp_path):
     # The colour and version of every single response are known, from the proxy's headers.
     assert all(row["colour"] in ("blue", "green") and row["version"] in ("1.0.0", "2.0.0") for row in rows)
     assert {row["version"] for row in rows} == {"1.0.0", "2.0.0"}
+    # The cutover report beside the CSV, both paths printed.
+    for report in (record_path.with_suffix(".html"), record_path.with_suffix(".png")):
+        assert report.stat().st_size > 0 and str(report) in result.stdout, report
     status = json.loads(site_cli("status", "--stack", SITE_STACK, "--json").stdout)
     assert {pool["version"] for pool in status["pools"].values()} == {"1.0.0", "2.0.0"}
     page = requests.get(site.live_url() + "/", timeout=5)

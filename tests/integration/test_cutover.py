@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
 import docker
 import pytest
@@ -65,6 +66,10 @@ def test_switch_under_load_drops_nothing(ci_stack, sim, tmp_path):
         rows = list(csv.DictReader(handle))
     assert len(rows) == summary["requests"]
     assert all(200 <= int(row["status"]) < 300 for row in rows)
+    # The cutover report sits beside the CSV, and the rehearsal says where.
+    for key, suffix in (("report_html", ".html"), ("report_png", ".png")):
+        assert summary[key] == str(record_path.with_suffix(suffix)) and Path(summary[key]).stat().st_size > 0, summary[key]
+        assert summary[key] in result.stdout
 
 
 def test_long_request_survives_switch_and_redeploy_of_its_colour(ci_stack, sim):

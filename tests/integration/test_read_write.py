@@ -95,6 +95,10 @@ def test_writes_survive_switch_and_rollback(ci_stack, tmp_path):
     for phase in summary["phases"]:
         assert phase["failures"] == 0 and phase["lost"] == 0, phase
     assert sum(p["writes"] for p in summary["phases"]) == summary["writes_acknowledged"]
+    # Without --out the record goes to the stack's state directory, and the report beside it.
+    record = Path(summary["record"])
+    assert Path(summary["report_html"]) == record.with_suffix(".html") and Path(summary["report_png"]) == record.with_suffix(".png")
+    assert Path(summary["report_html"]).is_file() and Path(summary["report_png"]).is_file()
     assert result.returncode == 0
 
 

@@ -1,0 +1,147 @@
+"""The cutover report: one self-contained HTML page and one PNG, written next to a run's CSV.
+
+The HTML carries its CSS inline and every picture as a base64 ``data:`` URI — no script, no link to
+any other file — so it can be attached to a CI run, mailed, or opened offline. The PNG is the same
+timeline on its own, for terminals and CI artefact viewers.
+
+Other tools call ``write_report`` (rehearsals, the demo, the soak) and pass extra figures, e.g. the
+benchmark's ``charts.comparison_chart``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import time
+from pathlib import Path
+from typing import Sequence
+
+from matplotlib.figure import Figure
+
+from loadtests.charts import deploy_marks, flip_marks, png_bytes, timeline, timeline_figure
+from loadtests.report import FlipFigures, PhaseFigures, Record
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1240px; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f2f2f2; } td.text, th:first-child { text-align: left; }
+tr.bad td { background: #fde2e2; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.summary { font-size: 0.95em; } .ok { color: #1a7f37; } .failed { color: #c62828; font-weight: bold; }
+"""
+
+
+def report_paths(out_csv_path: Path) -> tuple[Path, Path]:
+    """The report's two files sit beside the CSV and share its name: run.csv -> run.html, run.png."""
+    out_csv_path = Path(out_csv_path)
+    return out_csv_path.with_suffix(".html"), out_csv_path.with_suffix(".png")
+
+
+def write_report(
+    records: Sequence[Record],
+    phases: Sequence[PhaseFigures],
+    flips: Sequence[FlipFigures],
+    out_csv_path: Path,
+    title: str,
+    extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
+) -> tuple[Path, Path]:
+    """Write ``<csv stem>.html`` and ``<csv stem>.png``; return (html path, png path).
+
+    ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables."""
+    html_path, png_path = report_paths(out_csv_path)
+    line = timeline(records)
+    marks = sorted(deploy_marks(records, line.t0) + flip_marks(flips, line.t0), key=lambda m: m.at_s) if records else []
+    png = png_bytes(timeline_figure(line, marks, title))
+    png_path.write_bytes(png)
+    extras = [(item if isinstance(item, tuple) else ("", item)) for item in extra_charts]
+    page = render_html(records, phases, flips, title, png, [(caption, png_bytes(figure)) for caption, figure in extras],
+                       csv_name=Path(out_csv_path).name)
+    html_path.write_text(page, encoding="utf-8")
+    return html_path, png_path
+
+
+def render_html(
+    records: Sequence[Record],
+    phases: Sequence[PhaseFigures],
+    flips: Sequence[FlipFigures],
+    title: str,
+    timeline_png: bytes,
+    extras: Sequence[tuple[str, bytes]] = (),
+    csv_name: str = "",
+) -> str:
+    """The page as a string (pure apart from the clock in its footer)."""
+    e = html.escape
+    failures = sum(1 for r in records if r.failed)
+    stale = sum(f.stale_after_flip for f in flips)
+    duration = (max(r.finished for r in records) - min(r.started for r in records)) if records else 0.0
+    rate = f"{len(records) / duration:.1f}/s" if duration else "n/a"
+    verdict = ('<span class="ok">no request failed, none reached the old colour after a flip</span>'
+               if not failures and not stale else
+               f'<span class="failed">{failures} failed request(s), {stale} stale response(s) after a flip</span>')
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        f'<p class="summary">{len(records)} requests in {duration:.1f} s ({rate}), '
+        f"{len(flips)} flip(s): {verdict}.</p>",
+        f'<img alt="timeline: requests per second by version served, latency, flips" src="{_data_uri(timeline_png)}">',
+        "<h2>Per phase</h2>",
+        _phase_table(phases),
+        "<h2>Per flip <small>(times relative to the proxy confirming the flip)</small></h2>",
+        _flip_table(flips),
+    ]
+    for caption, png in extras:
+        if caption:
+            parts.append(f"<h2>{e(caption)}</h2>")
+        parts.append(f'<img alt="{e(caption or "chart")}" src="{_data_uri(png)}">')
+    source = f"every request is in {e(csv_name)}, beside this file; " if csv_name else ""
+    parts.append(f'<p class="summary">{source}written {time.strftime("%Y-%m-%d %H:%M:%S %Z")} by cutover.</p>')
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _phase_table(phases: Sequence[PhaseFigures]) -> str:
+    writes = any(p.writes for p in phases)
+    head = ["phase", "requests", "failures", *(["writes", "lost"] if writes else []), "versions served", "p50 ms", "p99 ms"]
+    rows = []
+    for p in phases:
+        versions = ", ".join(f"{v}: {n}" for v, n in p.versions.items())
+        cells = [_td(p.phase, text=True), _td(p.requests), _td(p.failures),
+                 *([_td(p.writes), _td(p.lost)] if writes else []),
+                 _td(versions, text=True), _td(f"{p.p50_ms:.1f}"), _td(f"{p.p99_ms:.1f}")]
+        rows.append(_tr(cells, bad=bool(p.failures or p.lost)))
+    return _table(head, rows)
+
+
+def _flip_table(flips: Sequence[FlipFigures]) -> str:
+    if not flips:
+        return "<p>no flip in this run.</p>"
+    head = ["flip", "first response from new colour", "stale responses after flip", "users moved"]
+    rows = []
+    for f in flips:
+        first = "none" if f.first_new_ms is None else f"{f.first_new_ms:+.1f} ms"
+        cells = [_td(f.label, text=True), _td(first), _td(f.stale_after_flip), _td(f"{f.users_moved}/{f.users_active_after}")]
+        rows.append(_tr(cells, bad=bool(f.stale_after_flip) or f.first_new_ms is None))
+    return _table(head, rows)
+
+
+def _td(value: object, text: bool = False) -> str:
+    opening = '<td class="text">' if text else "<td>"
+    return f"{opening}{html.escape(str(value))}</td>"
+
+
+def _tr(cells: list[str], bad: bool) -> str:
+    opening = '<tr class="bad">' if bad else "<tr>"
+    return opening + "".join(cells) + "</tr>"
+
+
+def _table(head: list[str], rows: list[str]) -> str:
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
