@@ -1,0 +1,395 @@
+"""``python -m loadtests.proxy_cost --stack perf``: what the proxy costs, through it vs directly, with wrk.
+
+A benchmark, not a test. It reads a stack that is up and starts, beside it, as many throw-away app
+containers as the live colour has (the stack's pool size), from the live colour's image with the
+environment its containers get, each published on a free 127.0.0.1 port (loadtests.benchmark's
+DirectContainer); it removes them whatever happens. Then, for each concurrency C (``--concurrency``):
+
+- **proxy**: N wrk processes (N = pool size), each with C/N keep-alive connections, on the live port;
+- **direct**: N wrk processes, the i-th with C/N connections on the i-th direct container.
+
+The same number of wrk processes and connections either way, so the load generator costs the same in
+both; proxy and direct alternate (``--rounds``; the order swaps each round), so machine noise hits both.
+wrk is closed-loop: C connections send back to back, so its rate is the most this concurrency gets;
+a run with any failure (socket error or non-2xx) has no "max rate with 0 failures" (shown as n/a).
+Latency: each wrk process reports its latency quantiles (1,000 points) and its request count; the
+processes of a run are merged by weighting each one's quantiles by its requests.
+
+Where the time goes: over each run the CPU used by the proxy container, the app containers (from the
+engine's cgroup accounting, when readable) and the wrk processes (their rusage), as % of one core.
+On a 2-core machine the load generator competes with what it measures: ``--pin-wrk CPU`` pins the wrk
+processes to one CPU (taskset) so the rest get the other.
+
+Output: a table per concurrency (rates, p50/p99, proxy/direct ratios, CPU) and JSON (``--json``).
+``--compare BEFORE.json`` prints an earlier run's ratios beside this one's (before/after a change).
+wrk is Debian's (``apt-get install wrk``; scripts/ensure-wrk.sh does it as root).
+Exit status: 0 when every request succeeded, 1 when any failed, 2 when the benchmark could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# loadtests.benchmark imports Locust first (its monkey patching must come before anything else).
+from loadtests.benchmark import DirectContainer, direct_environment, get, live_image, measured_request  # noqa: I001
+
+import docker.errors
+from rich.console import Console
+from rich.table import Table
+
+from simulator.docker_driver import connect
+from simulator.errors import CutoverError
+from stacks.app import AppError
+from stacks.spec import SpecError, load_stack
+from stacks.topology import app_container_name, proxy_container_name
+
+# Wide enough for the table when the output is a file or a CI log (a terminal keeps its own width).
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 170)
+QUANTILE_POINTS = 1000
+WRK_MARGIN_S = 20.0  # a wrk process that outlives its duration by this much is killed: every run is bounded
+GOAL_RATE = 0.90
+GOAL_P99 = 1.20
+
+# Printed by each wrk process when it ends: its totals and its latency quantile function (in µs).
+WRK_SCRIPT = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "duration_us": %d, "connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d, "q": [',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout))
+  for i = 1, %(points)d do
+    if i > 1 then io.write(",") end
+    io.write(string.format("%%d", latency:percentile(i * 100.0 / %(points)d)))
+  end
+  io.write("]}\\n")
+end
+""".replace("%(points)d", str(QUANTILE_POINTS)).replace("%%", "%")
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    duration_s: float
+    errors: dict[str, int]
+    quantiles_us: list[int]
+    cpu_s: float
+
+
+@dataclass
+class Run:
+    target: str  # "proxy" or "direct"
+    connections: int
+    round: int
+    requests: int
+    seconds: float
+    rps: float
+    failures: int
+    errors: dict[str, int]
+    p50_ms: float
+    p99_ms: float
+    cpu: dict[str, float | None] = field(default_factory=dict)  # % of one core over the run
+
+
+def merged_percentile(results: list[WrkResult], pct: float) -> float:
+    """Pure: the pct-th percentile (ms) of several wrk processes' latencies, each process's quantile
+    function weighted by its request count."""
+    samples: list[tuple[int, float]] = []
+    for r in results:
+        if r.requests and r.quantiles_us:
+            weight = r.requests / len(r.quantiles_us)
+            samples.extend((q, weight) for q in r.quantiles_us)
+    if not samples:
+        return 0.0
+    samples.sort()
+    total = sum(w for _, w in samples)
+    wanted, seen = total * pct / 100.0, 0.0
+    for value, weight in samples:
+        seen += weight
+        if seen >= wanted - 1e-9:
+            return round(value / 1000.0, 3)
+    return round(samples[-1][0] / 1000.0, 3)
+
+
+def parse_wrk_output(text: str) -> dict:
+    """The JSON line our done() hook printed (wrk's own report comes before it)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith('{"requests"'):
+            return json.loads(line)
+    raise CutoverError(f"wrk printed no figures: {text.strip()[-300:]!r}")
+
+
+def split(connections: int, parts: int) -> list[int]:
+    """Pure: ``connections`` over ``parts`` processes as evenly as whole numbers allow (none empty)."""
+    base, extra = divmod(connections, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def run_wrk(urls: list[str], connections: int, seconds: float, script: Path, pin: str | None) -> list[WrkResult]:
+    """One wrk process per URL, in parallel, C/N connections each; each bounded by a kill deadline."""
+    procs = []
+    for url, conns in zip(urls, split(connections, len(urls))):
+        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "5s", "-s", str(script), url]
+        if pin is not None:
+            cmd = ["taskset", "-c", pin, *cmd]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    results = []
+    deadline = time.monotonic() + seconds + WRK_MARGIN_S
+    for proc in procs:
+        try:
+            out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise CutoverError(f"wrk did not end within {seconds + WRK_MARGIN_S:.0f}s") from None
+        # The child's CPU time: its own rusage, read when it is reaped (communicate waited for it).
+        data = parse_wrk_output(out)
+        errors = {k: int(data[k]) for k in ("connect", "read", "write", "status", "timeout")}
+        results.append(WrkResult(int(data["requests"]), data["duration_us"] / 1e6, errors, data["q"], 0.0))
+    return results
+
+
+class CpuMeter:
+    """CPU seconds used by named containers (cgroup v1 cpuacct or v2 cpu.stat) and by our children."""
+
+    def __init__(self, groups: dict[str, list[str]]) -> None:
+        self.groups = groups  # name -> container ids
+
+    @staticmethod
+    def _container_ns(container_id: str) -> int | None:
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage")
+        if v1.exists():
+            return int(v1.read_text())
+        for v2 in (Path(f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat"),
+                   Path(f"/sys/fs/cgroup/docker/{container_id}/cpu.stat")):
+            if v2.exists():
+                for line in v2.read_text().splitlines():
+                    if line.startswith("usage_usec "):
+                        return int(line.split()[1]) * 1000
+        return None
+
+    def sample(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for name, ids in self.groups.items():
+            values = [self._container_ns(i) for i in ids]
+            out[name] = None if any(v is None for v in values) else sum(values) / 1e9
+        usage = os.times()
+        out["wrk"] = usage.children_user + usage.children_system
+        return out
+
+
+def measure(target: str, urls: list[str], connections: int, round_: int, args: argparse.Namespace, script: Path, meter: CpuMeter) -> Run:
+    if args.warmup > 0:
+        run_wrk(urls, connections, args.warmup, script, args.pin_wrk)
+    before, start = meter.sample(), time.monotonic()
+    results = run_wrk(urls, connections, args.seconds, script, args.pin_wrk)
+    after, wall = meter.sample(), time.monotonic() - start
+    cpu = {k: (None if before[k] is None or after[k] is None else round(100 * (after[k] - before[k]) / wall, 1)) for k in before}
+    requests = sum(r.requests for r in results)
+    seconds = max(r.duration_s for r in results)
+    errors = {k: sum(r.errors[k] for r in results) for k in results[0].errors}
+    run = Run(target, connections, round_, requests, round(seconds, 2), round(requests / seconds, 1) if seconds else 0.0,
+              sum(errors.values()), errors, merged_percentile(results, 50), merged_percentile(results, 99), cpu)
+    cpu_text = ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items() if v is not None)
+    console.print(f"  [dim]{target} c={connections} #{round_}: {run.requests} requests, {run.rps:.0f} req/s, "
+                  f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, {run.failures} failed; CPU {cpu_text}[/dim]")
+    return run
+
+
+def summarise(runs: list[Run], connections: int) -> dict:
+    """Pure: one concurrency's runs -> its row (rates averaged over rounds, latencies of the rounds' median)."""
+    row: dict = {"connections": connections}
+    for target in ("proxy", "direct"):
+        mine = [r for r in runs if r.target == target and r.connections == connections]
+        failures = sum(r.failures for r in mine)
+        rps = sum(r.rps for r in mine) / len(mine)
+        cpus: dict[str, float | None] = {}
+        for key in mine[0].cpu:
+            values = [r.cpu[key] for r in mine]
+            cpus[key] = None if any(v is None for v in values) else round(sum(values) / len(values), 1)
+        row[target] = {
+            "rps": round(rps, 1),
+            "max_rps_0_failures": round(rps, 1) if failures == 0 else None,
+            "failures": failures,
+            "p50_ms": round(sorted(r.p50_ms for r in mine)[len(mine) // 2], 3),
+            "p99_ms": round(sorted(r.p99_ms for r in mine)[len(mine) // 2], 3),
+            "cpu_percent": cpus,
+        }
+    p, d = row["proxy"], row["direct"]
+    row["ratios"] = {
+        "rate": round(p["rps"] / d["rps"], 3) if d["rps"] else None,
+        "p50": round(p["p50_ms"] / d["p50_ms"], 3) if d["p50_ms"] else None,
+        "p99": round(p["p99_ms"] / d["p99_ms"], 3) if d["p99_ms"] else None,
+    }
+    r = row["ratios"]
+    row["meets_goals"] = r["rate"] is not None and r["p99"] is not None and r["rate"] >= GOAL_RATE and r["p99"] <= GOAL_P99
+    return row
+
+
+def proxy_cost(args: argparse.Namespace) -> dict:
+    if shutil.which("wrk") is None:
+        raise CutoverError("wrk is not installed; install Debian's: apt-get install wrk (or bash scripts/ensure-wrk.sh as root).")
+    spec = load_stack(args.stack)
+    app = spec.app
+    path = args.path or measured_request(app).path
+    client = connect()
+    live = live_image(client, spec)
+    proxy_url = spec.live_url()
+    status, _ = get(f"{proxy_url}{path}")
+    if status != 200:
+        raise CutoverError(f"the live port {proxy_url} answers {path} with HTTP {status}; is stack {args.stack} healthy?")
+    pool = spec.pool_size
+    if min(args.concurrency) < pool:
+        raise CutoverError(f"every --concurrency must be at least the pool size ({pool}): one connection per wrk process at least.")
+    environment, network = direct_environment(client, spec, live)
+    stack_ids = {
+        "proxy": [client.containers.get(proxy_container_name(spec)).id],
+        "live app": [client.containers.get(app_container_name(spec, live.colour, i)).id for i in range(1, pool + 1)],
+    }
+    console.print(f"[bold]proxy cost on stack {args.stack}[/bold]: {app.name} {live.version} ({live.colour}), {pool} app container(s); "
+                  f"GET {path}; wrk x{pool} process(es){' pinned to CPU ' + args.pin_wrk if args.pin_wrk else ''}; "
+                  f"{args.seconds:g}s per run after {args.warmup:g}s warm-up, {args.rounds} round(s); concurrency {args.concurrency}")
+    directs: list[DirectContainer] = []
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="proxy-cost-") as tmp:
+        script = Path(tmp) / "figures.lua"
+        script.write_text(WRK_SCRIPT)
+        try:
+            for i in range(1, pool + 1):
+                direct = DirectContainer(client, live.image_id, app.port, spec.health_path,
+                                         {**environment, "CUTOVER_INSTANCE": f"proxy-cost-direct-{i}"}, network)
+                direct.name = f"cutover-{args.stack}-proxy-cost-direct-{os.getpid()}-{i}"
+                directs.append(direct)
+                direct.__enter__()
+            meter = CpuMeter({**stack_ids, "direct app": [d.container.id for d in directs]})
+            targets = {"proxy": [f"{proxy_url}{path}"] * pool, "direct": [f"{d.url}{path}" for d in directs]}
+            for connections in args.concurrency:
+                for round_ in range(1, args.rounds + 1):
+                    order = ("proxy", "direct") if round_ % 2 else ("direct", "proxy")
+                    for target in order:
+                        runs.append(measure(target, targets[target], connections, round_, args, script, meter))
+        finally:
+            for direct in directs:
+                direct.remove()
+    rows = [summarise(runs, c) for c in args.concurrency]
+    summary = {
+        "stack": args.stack,
+        "app": app.name,
+        "version": live.version,
+        "path": path,
+        "app_containers": pool,
+        "wrk_processes": pool,
+        "wrk_pinned_cpu": args.pin_wrk,
+        "cpus": os.cpu_count(),
+        "seconds_per_run": args.seconds,
+        "warmup_seconds": args.warmup,
+        "rounds": args.rounds,
+        "goals": {"rate_at_least": GOAL_RATE, "p99_ratio_at_most": GOAL_P99},
+        "rows": rows,
+        "runs": [asdict(r) for r in runs],
+        "failures": sum(r.failures for r in runs),
+    }
+    print_summary(summary)
+    if args.compare:
+        print_comparison(json.loads(Path(args.compare).read_text()), summary)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        console.print(f"figures written to {args.json}")
+    return summary
+
+
+def _f(value, fmt: str = "{:.2f}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title=f"proxy cost: stack {summary['stack']}, {summary['app_containers']} app container(s), GET {summary['path']}",
+                  caption=f"wrk, {summary['seconds_per_run']:g}s per run, {summary['rounds']} round(s); CPU as % of one core "
+                          f"(proxy / app containers / wrk); goals: rate >= {GOAL_RATE:.0%}, p99 ratio <= {GOAL_P99}")
+    for column in ("conns", "proxy req/s", "direct req/s", "rate ratio", "proxy p50/p99 ms", "direct p50/p99 ms",
+                   "p50 ratio", "p99 ratio", "CPU proxy run", "CPU direct run"):
+        table.add_column(column, justify="right")
+    for row in summary["rows"]:
+        p, d, r = row["proxy"], row["direct"], row["ratios"]
+        pc, dc = p["cpu_percent"], d["cpu_percent"]
+        table.add_row(
+            str(row["connections"]), _f(p["max_rps_0_failures"], "{:.0f}"), _f(d["max_rps_0_failures"], "{:.0f}"), _f(r["rate"]),
+            f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}", f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}", _f(r["p50"]), _f(r["p99"]),
+            f"{_f(pc.get('proxy'), '{:.0f}')} / {_f(pc.get('live app'), '{:.0f}')} / {_f(pc.get('wrk'), '{:.0f}')}",
+            f"- / {_f(dc.get('direct app'), '{:.0f}')} / {_f(dc.get('wrk'), '{:.0f}')}",
+            style=None if row["meets_goals"] else "yellow",
+        )
+    console.print(table)
+    if summary["failures"]:
+        console.print(f"[bold red]FAILED:[/bold red] {summary['failures']} request(s) failed (socket errors or non-2xx)")
+
+
+def print_comparison(before: dict, after: dict) -> None:
+    """Before and after side by side, per concurrency present in both."""
+    table = Table(title="proxy cost: before -> after (proxy/direct ratios; proxy req/s)")
+    for column in ("conns", "rate ratio", "p50 ratio", "p99 ratio", "proxy req/s", "proxy p99 ms"):
+        table.add_column(column, justify="right")
+    old = {row["connections"]: row for row in before.get("rows", [])}
+    for row in after["rows"]:
+        prev = old.get(row["connections"])
+        if prev is None:
+            continue
+        pr, nr = prev["ratios"], row["ratios"]
+        table.add_row(str(row["connections"]),
+                      f"{_f(pr['rate'])} -> {_f(nr['rate'])}", f"{_f(pr['p50'])} -> {_f(nr['p50'])}", f"{_f(pr['p99'])} -> {_f(nr['p99'])}",
+                      f"{prev['proxy']['rps']:.0f} -> {row['proxy']['rps']:.0f}", f"{prev['proxy']['p99_ms']:.2f} -> {row['proxy']['p99_ms']:.2f}")
+    console.print(table)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m loadtests.proxy_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", default="ci")
+    parser.add_argument("--concurrency", default="10,50,100", help="comma-separated connection counts (default 10,50,100)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured length of each wrk run (default 10)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="an unmeasured wrk run before each measured one (default 2; 0: none)")
+    parser.add_argument("--rounds", type=int, default=2, help="proxy/direct pairs per concurrency, order alternating (default 2)")
+    parser.add_argument("--path", default=None, help="the path to load (default: the app's first GET smoke check)")
+    parser.add_argument("--pin-wrk", default=None, metavar="CPU", help="pin the wrk processes to these CPUs (taskset -c syntax, e.g. 1)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON here")
+    parser.add_argument("--compare", default=None, metavar="BEFORE.json", help="print an earlier run's figures beside this one's")
+    args = parser.parse_args(argv)
+    try:
+        args.concurrency = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--concurrency must be comma-separated whole numbers, not {args.concurrency!r}.")
+    if not args.concurrency or min(args.concurrency) < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
+        parser.error("--concurrency, --seconds and --rounds must be positive (--warmup not negative).")
+    if args.compare and not Path(args.compare).is_file():
+        parser.error(f"--compare: no such file {args.compare}.")
+    if args.path is not None and not args.path.startswith("/"):
+        parser.error(f"--path must start with '/', not {args.path!r}.")
+    return args
+
+
+def _terminate(signum, _frame) -> None:
+    raise SystemExit(128 + signum)  # so the direct containers' cleanup (a finally) still runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        summary = proxy_cost(args)
+    except (CutoverError, SpecError, AppError, docker.errors.DockerException, OSError) as exc:
+        Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
+        return 2
+    return 1 if summary["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
