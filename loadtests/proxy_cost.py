@@ -49,6 +49,7 @@ from rich.table import Table
 
 from simulator.docker_driver import connect
 from simulator.errors import CutoverError
+from simulator.proxy_api import ProxyAPI
 from stacks.app import AppError
 from stacks.spec import SpecError, load_stack
 from stacks.topology import app_container_name, proxy_container_name
@@ -97,6 +98,9 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu: dict[str, float | None] = field(default_factory=dict)  # % of one core over the run
+    # Proxy runs: server connections the proxy opened vs requests it sent on an idle one (http-reuse).
+    server_connects: int | None = None
+    server_reuses: int | None = None
 
 
 def merged_percentile(results: list[WrkResult], pct: float) -> float:
@@ -186,19 +190,35 @@ class CpuMeter:
         return out
 
 
-def measure(target: str, urls: list[str], connections: int, round_: int, args: argparse.Namespace, script: Path, meter: CpuMeter) -> Run:
+def backend_reuse(proxy: ProxyAPI | None, backend: str) -> tuple[int, int] | None:
+    """(connect, reuse) of a proxy backend, from its stats: how often a request needed a new server
+    connection. None when there is no proxy to ask (a direct run)."""
+    if proxy is None:
+        return None
+    row = next((r for r in proxy.stats() if r.get("pxname") == backend and r.get("svname") == "BACKEND"), None)
+    return None if row is None else (int(row.get("connect") or 0), int(row.get("reuse") or 0))
+
+
+def measure(target: str, urls: list[str], connections: int, round_: int, args: argparse.Namespace, script: Path, meter: CpuMeter,
+            proxy: ProxyAPI | None = None, backend: str = "") -> Run:
     if args.warmup > 0:
         run_wrk(urls, connections, args.warmup, script, args.pin_wrk)
+    reuse_before = backend_reuse(proxy, backend)
     before, start = meter.sample(), time.monotonic()
     results = run_wrk(urls, connections, args.seconds, script, args.pin_wrk)
     after, wall = meter.sample(), time.monotonic() - start
+    reuse_after = backend_reuse(proxy, backend)
     cpu = {k: (None if before[k] is None or after[k] is None else round(100 * (after[k] - before[k]) / wall, 1)) for k in before}
     requests = sum(r.requests for r in results)
     seconds = max(r.duration_s for r in results)
     errors = {k: sum(r.errors[k] for r in results) for k in results[0].errors}
     run = Run(target, connections, round_, requests, round(seconds, 2), round(requests / seconds, 1) if seconds else 0.0,
               sum(errors.values()), errors, merged_percentile(results, 50), merged_percentile(results, 99), cpu)
+    if reuse_before and reuse_after:
+        run.server_connects, run.server_reuses = (reuse_after[0] - reuse_before[0], reuse_after[1] - reuse_before[1])
     cpu_text = ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items() if v is not None)
+    if run.server_connects is not None:
+        cpu_text += f"; proxy opened {run.server_connects} server connection(s), reused one {run.server_reuses} time(s)"
     console.print(f"  [dim]{target} c={connections} #{round_}: {run.requests} requests, {run.rps:.0f} req/s, "
                   f"p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, {run.failures} failed; CPU {cpu_text}[/dim]")
     return run
@@ -223,6 +243,9 @@ def summarise(runs: list[Run], connections: int) -> dict:
             "p99_ms": round(sorted(r.p99_ms for r in mine)[len(mine) // 2], 3),
             "cpu_percent": cpus,
         }
+        if target == "proxy" and all(r.server_connects is not None for r in mine):
+            row[target]["server_connections_opened"] = sum(r.server_connects for r in mine)
+            row[target]["server_connection_reuses"] = sum(r.server_reuses for r in mine)
     p, d = row["proxy"], row["direct"]
     row["ratios"] = {
         "rate": round(p["rps"] / d["rps"], 3) if d["rps"] else None,
@@ -247,6 +270,7 @@ def proxy_cost(args: argparse.Namespace) -> dict:
     if status != 200:
         raise CutoverError(f"the live port {proxy_url} answers {path} with HTTP {status}; is stack {args.stack} healthy?")
     pool = spec.pool_size
+    proxy_api = ProxyAPI(client.containers.get(proxy_container_name(spec)))
     if min(args.concurrency) < pool:
         raise CutoverError(f"every --concurrency must be at least the pool size ({pool}): one connection per wrk process at least.")
     environment, network = direct_environment(client, spec, live)
@@ -275,7 +299,8 @@ def proxy_cost(args: argparse.Namespace) -> dict:
                 for round_ in range(1, args.rounds + 1):
                     order = ("proxy", "direct") if round_ % 2 else ("direct", "proxy")
                     for target in order:
-                        runs.append(measure(target, targets[target], connections, round_, args, script, meter))
+                        runs.append(measure(target, targets[target], connections, round_, args, script, meter,
+                                            proxy_api if target == "proxy" else None, live.colour))
         finally:
             for direct in directs:
                 direct.remove()
