@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix wrk proxy-cost
+.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix wrk proxy-cost demo-latency
 
 venv: $(VENV)/.installed
 
@@ -51,6 +51,11 @@ PROXY_COST_JSON ?= proxy-cost/results.json
 proxy-cost: venv base-image wrk
 	$(BIN)/cutover up --stack $(PROXY_COST_STACK)
 	$(BIN)/python -m loadtests.proxy_cost --stack $(PROXY_COST_STACK) --path /version --json $(PROXY_COST_JSON) $(PROXY_COST_ARGS)
+
+# The rehearsal's load on $(STACK)'s live port (up already), no deploy or switch: p50/p99 per request,
+# CPU by part, new database sessions.
+demo-latency: venv
+	$(BIN)/python -m loadtests.demo_latency --stack $(STACK) --json demo-latency/results.json $(DEMO_LATENCY_ARGS)
 
 # The fault suite (README: "Breaking it on purpose"): every case but the engine restart.
 faults: venv base-image

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 # loadtests.benchmark imports Locust first (its monkey patching must come before anything else).
@@ -54,12 +54,12 @@ from stacks.app import AppError
 from stacks.spec import SpecError, load_stack
 from stacks.topology import app_container_name, proxy_container_name
 
+from loadtests.latency_figures import GOAL_P99, GOAL_RATE, Run, WrkResult, merged_percentile, parse_wrk_output, split, summarise
+
 # Wide enough for the table when the output is a file or a CI log (a terminal keeps its own width).
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 170)
 QUANTILE_POINTS = 1000
 WRK_MARGIN_S = 20.0  # a wrk process that outlives its duration by this much is killed: every run is bounded
-GOAL_RATE = 0.90
-GOAL_P99 = 1.20
 
 # Printed by each wrk process when it ends: its totals and its latency quantile function (in µs).
 WRK_SCRIPT = """
@@ -74,67 +74,6 @@ done = function(summary, latency, requests)
   io.write("]}\\n")
 end
 """.replace("%(points)d", str(QUANTILE_POINTS)).replace("%%", "%")
-
-
-@dataclass
-class WrkResult:
-    requests: int
-    duration_s: float
-    errors: dict[str, int]
-    quantiles_us: list[int]
-    cpu_s: float
-
-
-@dataclass
-class Run:
-    target: str  # "proxy" or "direct"
-    connections: int
-    round: int
-    requests: int
-    seconds: float
-    rps: float
-    failures: int
-    errors: dict[str, int]
-    p50_ms: float
-    p99_ms: float
-    cpu: dict[str, float | None] = field(default_factory=dict)  # % of one core over the run
-    # Proxy runs: server connections the proxy opened vs requests it sent on an idle one (http-reuse).
-    server_connects: int | None = None
-    server_reuses: int | None = None
-
-
-def merged_percentile(results: list[WrkResult], pct: float) -> float:
-    """Pure: the pct-th percentile (ms) of several wrk processes' latencies, each process's quantile
-    function weighted by its request count."""
-    samples: list[tuple[int, float]] = []
-    for r in results:
-        if r.requests and r.quantiles_us:
-            weight = r.requests / len(r.quantiles_us)
-            samples.extend((q, weight) for q in r.quantiles_us)
-    if not samples:
-        return 0.0
-    samples.sort()
-    total = sum(w for _, w in samples)
-    wanted, seen = total * pct / 100.0, 0.0
-    for value, weight in samples:
-        seen += weight
-        if seen >= wanted - 1e-9:
-            return round(value / 1000.0, 3)
-    return round(samples[-1][0] / 1000.0, 3)
-
-
-def parse_wrk_output(text: str) -> dict:
-    """The JSON line our done() hook printed (wrk's own report comes before it)."""
-    for line in reversed(text.splitlines()):
-        if line.startswith('{"requests"'):
-            return json.loads(line)
-    raise CutoverError(f"wrk printed no figures: {text.strip()[-300:]!r}")
-
-
-def split(connections: int, parts: int) -> list[int]:
-    """Pure: ``connections`` over ``parts`` processes as evenly as whole numbers allow (none empty)."""
-    base, extra = divmod(connections, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
 
 
 def run_wrk(urls: list[str], connections: int, seconds: float, script: Path, pin: str | None) -> list[WrkResult]:
@@ -224,39 +163,6 @@ def measure(target: str, urls: list[str], connections: int, round_: int, args: a
     return run
 
 
-def summarise(runs: list[Run], connections: int) -> dict:
-    """Pure: one concurrency's runs -> its row (rates averaged over rounds, latencies of the rounds' median)."""
-    row: dict = {"connections": connections}
-    for target in ("proxy", "direct"):
-        mine = [r for r in runs if r.target == target and r.connections == connections]
-        failures = sum(r.failures for r in mine)
-        rps = sum(r.rps for r in mine) / len(mine)
-        cpus: dict[str, float | None] = {}
-        for key in mine[0].cpu:
-            values = [r.cpu[key] for r in mine]
-            cpus[key] = None if any(v is None for v in values) else round(sum(values) / len(values), 1)
-        row[target] = {
-            "rps": round(rps, 1),
-            "max_rps_0_failures": round(rps, 1) if failures == 0 else None,
-            "failures": failures,
-            "p50_ms": round(sorted(r.p50_ms for r in mine)[len(mine) // 2], 3),
-            "p99_ms": round(sorted(r.p99_ms for r in mine)[len(mine) // 2], 3),
-            "cpu_percent": cpus,
-        }
-        if target == "proxy" and all(r.server_connects is not None for r in mine):
-            row[target]["server_connections_opened"] = sum(r.server_connects for r in mine)
-            row[target]["server_connection_reuses"] = sum(r.server_reuses for r in mine)
-    p, d = row["proxy"], row["direct"]
-    row["ratios"] = {
-        "rate": round(p["rps"] / d["rps"], 3) if d["rps"] else None,
-        "p50": round(p["p50_ms"] / d["p50_ms"], 3) if d["p50_ms"] else None,
-        "p99": round(p["p99_ms"] / d["p99_ms"], 3) if d["p99_ms"] else None,
-    }
-    r = row["ratios"]
-    row["meets_goals"] = r["rate"] is not None and r["p99"] is not None and r["rate"] >= GOAL_RATE and r["p99"] <= GOAL_P99
-    return row
-
-
 def proxy_cost(args: argparse.Namespace) -> dict:
     if shutil.which("wrk") is None:
         raise CutoverError("wrk is not installed; install Debian's: apt-get install wrk (or bash scripts/ensure-wrk.sh as root).")
@@ -281,6 +187,9 @@ def proxy_cost(args: argparse.Namespace) -> dict:
     console.print(f"[bold]proxy cost on stack {args.stack}[/bold]: {app.name} {live.version} ({live.colour}), {pool} app container(s); "
                   f"GET {path}; wrk x{pool} process(es){' pinned to CPU ' + args.pin_wrk if args.pin_wrk else ''}; "
                   f"{args.seconds:g}s per run after {args.warmup:g}s warm-up, {args.rounds} round(s); concurrency {args.concurrency}")
+    # The machine's run queue: with other work on it, every hop of a request waits for a CPU, and the
+    # proxy's path has two more than the direct one; the figures then measure the machine.
+    load_before = os.getloadavg()
     directs: list[DirectContainer] = []
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="proxy-cost-") as tmp:
@@ -305,6 +214,7 @@ def proxy_cost(args: argparse.Namespace) -> dict:
             for direct in directs:
                 direct.remove()
     rows = [summarise(runs, c) for c in args.concurrency]
+    load_after = os.getloadavg()
     summary = {
         "stack": args.stack,
         "app": app.name,
@@ -314,6 +224,8 @@ def proxy_cost(args: argparse.Namespace) -> dict:
         "wrk_processes": pool,
         "wrk_pinned_cpu": args.pin_wrk,
         "cpus": os.cpu_count(),
+        "load_average_1min": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
+        "busy_machine": max(load_before[0], load_after[0]) > (os.cpu_count() or 1),
         "seconds_per_run": args.seconds,
         "warmup_seconds": args.warmup,
         "rounds": args.rounds,
@@ -339,9 +251,9 @@ def _f(value, fmt: str = "{:.2f}") -> str:
 def print_summary(summary: dict) -> None:
     table = Table(title=f"proxy cost: stack {summary['stack']}, {summary['app_containers']} app container(s), GET {summary['path']}",
                   caption=f"wrk, {summary['seconds_per_run']:g}s per run, {summary['rounds']} round(s); CPU as % of one core "
-                          f"(proxy / app containers / wrk); goals: rate >= {GOAL_RATE:.0%}, p99 ratio <= {GOAL_P99}")
+                          f"(proxy / app containers / wrk), CPU ms per request (proxy / app; app); goals: rate >= {GOAL_RATE:.0%}, p99 ratio <= {GOAL_P99}")
     for column in ("conns", "proxy req/s", "direct req/s", "rate ratio", "proxy p50/p99 ms", "direct p50/p99 ms",
-                   "p50 ratio", "p99 ratio", "CPU proxy run", "CPU direct run"):
+                   "p50 ratio", "p99 ratio", "CPU proxy run", "CPU direct run", "CPU ms/req proxy run", "CPU ms/req direct"):
         table.add_column(column, justify="right")
     for row in summary["rows"]:
         p, d, r = row["proxy"], row["direct"], row["ratios"]
@@ -351,9 +263,15 @@ def print_summary(summary: dict) -> None:
             f"{p['p50_ms']:.2f} / {p['p99_ms']:.2f}", f"{d['p50_ms']:.2f} / {d['p99_ms']:.2f}", _f(r["p50"]), _f(r["p99"]),
             f"{_f(pc.get('proxy'), '{:.0f}')} / {_f(pc.get('live app'), '{:.0f}')} / {_f(pc.get('wrk'), '{:.0f}')}",
             f"- / {_f(dc.get('direct app'), '{:.0f}')} / {_f(dc.get('wrk'), '{:.0f}')}",
+            f"{_f(p['cpu_ms_per_request'].get('proxy'), '{:.3f}')} / {_f(p['cpu_ms_per_request'].get('live app'), '{:.3f}')}",
+            f"{_f(d['cpu_ms_per_request'].get('direct app'), '{:.3f}')}",
             style=None if row["meets_goals"] else "yellow",
         )
     console.print(table)
+    if summary["busy_machine"]:
+        la = summary["load_average_1min"]
+        console.print(f"[yellow]warning: load average {la['before']} -> {la['after']} on {summary['cpus']} CPU(s): other work competes "
+                      f"for the CPUs, and the ratios measure that as much as the proxy; run again on a quiet machine[/yellow]")
     if summary["failures"]:
         console.print(f"[bold red]FAILED:[/bold red] {summary['failures']} request(s) failed (socket errors or non-2xx)")
 

@@ -55,12 +55,6 @@ RESOLVE_EVERY_MS = 500
 DNS_OUTAGE_HOLD = "300s"
 # A name that no longer exists (NXDOMAIN) is followed within this, plus one resolution.
 NXDOMAIN_HOLD = "2s"
-# Requests one app server is given at once; the rest wait in the proxy's queue (FIFO, cheap) rather
-# than in the app's threads. The demo's gunicorn has 2 processes of 32 threads under one GIL each:
-# past a few requests in flight per process, more only adds GIL hand-offs and context switches, so
-# through the proxy (which spreads every client connection over every server, so a server sees all
-# of them) an unbounded server ran at half its direct rate (make proxy-cost).
-SERVER_MAXCONN = 16
 
 
 LIVE_BACKEND = f"%[str(live),map({COLOUR_MAP},blue)]"
@@ -175,7 +169,7 @@ def render_backend(spec: StackSpec, colour: str, servers: list[str], app_port: i
         f"# {colour}'s backend, rendered by cutover (stacks/proxy_config.py); applied by proxy-backend.",
         f"backend {colour}",
         "    balance roundrobin",
-        f"    default-server init-addr last,libc,none resolvers docker check inter {interval}ms fastinter {max(100, interval // 2)}ms fall 2 rise 2 pool-purge-delay {POOL_PURGE_DELAY_MS}ms maxconn {SERVER_MAXCONN}",
+        f"    default-server init-addr last,libc,none resolvers docker check inter {interval}ms fastinter {max(100, interval // 2)}ms fall 2 rise 2 pool-purge-delay {POOL_PURGE_DELAY_MS}ms",
         f"    option httpchk GET {spec.health_path}",
         "    http-check expect status 200",
         f"    http-response set-header {COLOUR_HEADER} {colour}",

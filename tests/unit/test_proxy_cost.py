@@ -3,9 +3,16 @@ one concurrency's row and its ratios, and bad arguments."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
-from loadtests.proxy_cost import Run, WrkResult, merged_percentile, parse_args, parse_wrk_output, split, summarise
+from loadtests.latency_figures import Run, WrkResult, by_name, merged_percentile, parse_wrk_output, split, summarise
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def result(requests: int, quantiles_ms: list[float]) -> WrkResult:
@@ -47,9 +54,23 @@ def test_summarise_gives_ratios_and_no_max_rate_when_requests_failed():
     assert row["meets_goals"] is False
 
 
-@pytest.mark.parametrize("argv", [["--concurrency", "10,x"], ["--concurrency", "0"], ["--seconds", "0"], ["--path", "version"]])
-def test_bad_arguments_exit_with_one_sentence(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
-        parse_args(argv)
-    assert exc.value.code == 2
-    assert "error:" in capsys.readouterr().err
+# Each module runs in a process of its own, as its CLI does: importing it imports Locust.
+@pytest.mark.parametrize("argv", [
+    ["loadtests.proxy_cost", "--concurrency", "10,x"], ["loadtests.proxy_cost", "--concurrency", "0"],
+    ["loadtests.proxy_cost", "--seconds", "0"], ["loadtests.proxy_cost", "--path", "version"],
+    ["loadtests.demo_latency", "--users", "0"],
+])
+def test_bad_arguments_exit_with_one_sentence(argv):
+    result = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_latency_groups_requests_by_name_and_leaves_failures_out_of_latency():
+    def record(name: str, status: int, latency: float) -> SimpleNamespace:
+        return SimpleNamespace(name=name, latency_ms=latency, failed=not 200 <= status < 300)
+
+    rows = by_name([record("GET /version", 200, 5.0), record("POST /items", 201, 40.0), record("POST /items", 503, 900.0)])
+    assert rows["POST /items"] == {"requests": 2, "failures": 1, "p50_ms": 40.0, "p99_ms": 40.0}
+    assert rows["GET /version"]["requests"] == 1
+
