@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix
+.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix wrk proxy-cost demo-latency
 
 venv: $(VENV)/.installed
 
@@ -26,7 +26,7 @@ demo: venv base-image
 	$(BIN)/cutover rehearse --stack $(STACK)
 	$(BIN)/cutover status --stack $(STACK)
 
-test: venv base-image
+test: venv base-image wrk
 	$(BIN)/python -m pytest
 
 unit: venv
@@ -39,6 +39,23 @@ pulumi-matrix: venv
 
 benchmark: venv base-image
 	$(BIN)/python -m loadtests.benchmark --stack ci
+
+# Debian's wrk, the load generator of proxy-cost (installed with apt-get when missing, as root).
+wrk:
+	bash scripts/ensure-wrk.sh
+
+# Proxy vs direct to as many app containers, with wrk, at several concurrencies; figures printed and
+# written to $(PROXY_COST_JSON). Brings the stack up first (a no-op when it is up to date).
+PROXY_COST_STACK ?= ci
+PROXY_COST_JSON ?= proxy-cost/results.json
+proxy-cost: venv base-image wrk
+	$(BIN)/cutover up --stack $(PROXY_COST_STACK)
+	$(BIN)/python -m loadtests.proxy_cost --stack $(PROXY_COST_STACK) --path /version --json $(PROXY_COST_JSON) $(PROXY_COST_ARGS)
+
+# The rehearsal's load on $(STACK)'s live port (up already), no deploy or switch: p50/p99 per request,
+# CPU by part, new database sessions.
+demo-latency: venv
+	$(BIN)/python -m loadtests.demo_latency --stack $(STACK) --json demo-latency/results.json $(DEMO_LATENCY_ARGS)
 
 # The fault suite (README: "Breaking it on purpose"): every case but the engine restart.
 faults: venv base-image

@@ -1,0 +1,34 @@
+"""The proxy-cost benchmark's short form (make proxy-cost runs the full one): it runs against the
+ci stack, through the proxy and directly, and prints and writes its figures. No speed is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import docker
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.docker
+
+
+def test_proxy_cost_short_run_prints_and_writes_figures(ci_stack, tmp_path):
+    out = tmp_path / "proxy-cost.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.proxy_cost", "--stack", ci_stack.stack, "--concurrency", "2,4",
+         "--seconds", "1", "--warmup", "0", "--rounds", "1", "--path", "/version", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "proxy cost" in result.stdout and "rate ratio" in result.stdout
+    figures = json.loads(out.read_text())
+    assert [row["connections"] for row in figures["rows"]] == [2, 4]
+    for row in figures["rows"]:
+        assert row["proxy"]["rps"] > 0 and row["direct"]["rps"] > 0
+        assert row["ratios"]["rate"] is not None and row["ratios"]["p99"] is not None
+    # The direct containers are gone again.
+    left = docker.from_env().containers.list(all=True, filters={"name": f"cutover-{ci_stack.stack}-proxy-cost-direct"})
+    assert left == []
