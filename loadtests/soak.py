@@ -30,12 +30,11 @@ from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from loadtests.bench.__main__ import write_stack
+from loadtests.bench.stack import forget_images, write_stack
 from loadtests.rehearsal import missing_writes
 from loadtests.report import FLIP_LOOKBACK_S, FlipFigures, flip_figures, percentile
 from loadtests.users import KeepAliveUser, rehearsal_users
 from simulator.errors import CutoverError
-from simulator.ledger import state_dir
 from simulator.operations import Simulator
 from stacks.spec import SpecError
 
@@ -75,6 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=positive(float), default=4 * 3600.0, help="the load stops by itself after this long (default: 4 h)")
     parser.add_argument("--out", default="soak", help="directory for requests.csv and summary.json (default: soak)")
     parser.add_argument("--down", action="store_true", help="remove the soak stack (and its volumes) afterwards")
+    parser.add_argument("--fresh", action="store_true", help="start from nothing: remove the stack and forget its app's images first (after the demo changed)")
     return parser.parse_args(argv)
 
 
@@ -126,6 +126,9 @@ def soak(args: argparse.Namespace) -> dict:
     os.environ["CUTOVER_STACKS_DIR"] = str(write_stack(args.stack, args.live_port))
     sim = Simulator.for_stack(args.stack, say=lambda line: print(f"  {line}", flush=True))
     sim.refuse_foreign_stack()
+    if args.fresh:
+        sim.down(with_volumes=True)
+        forget_images(sim.client, args.stack)
     print(f"soak on stack {args.stack}: ≥ {args.requests:,} requests over ≥ {args.flips} flips, {args.users} keep-alive users", flush=True)
     sim.up()
     app = sim.spec.app

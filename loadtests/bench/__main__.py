@@ -21,20 +21,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
-from loadtests.bench.client import KeepAliveLoad, Sample
+from loadtests.bench.client import KeepAliveLoad
 from loadtests.bench.figures import Switch, WayFigures, markdown_table, way_figures
 from loadtests.bench import ways as w
+from loadtests.bench.stack import VERSIONS, forget_images, write_stack
 from simulator.errors import CutoverError
-from simulator.ledger import state_dir
 from simulator.operations import Simulator
 from stacks.spec import SpecError
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_APP = REPO / "examples/demo/cutover-app.yaml"
-APP_NAME = "cutover-bench-demo"  # its own artefacts: tests that forget the demo's images never take ours
-VERSIONS = ("1.0.0", "2.0.0")
 WAYS = ("cutover", "stop-start", "nginx", "haproxy", "caddy")
 CONVERGE_DEADLINE_S = 60.0
 
@@ -77,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, from: {', '.join(WAYS)} (default: all)")
     parser.add_argument("--out", default="bench", help="directory for results.json and results.md (default: bench)")
     parser.add_argument("--down", action="store_true", help="remove the bench stack (and its volumes) afterwards")
+    parser.add_argument("--fresh", action="store_true", help="start from nothing: remove the stack and forget its app's images first (after the demo changed)")
     args = parser.parse_args(argv)
     args.ways = [x.strip() for x in args.ways.split(",") if x.strip()]
     unknown = [x for x in args.ways if x not in WAYS]
@@ -85,23 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.base_port + 5 <= 65535:
         fail(f"--base-port {args.base_port} leaves no room for the five ports after it.")
     return args
-
-
-def write_stack(stack: str, port: int) -> Path:
-    """The bench stack: the demo under its own name, one container per colour, v1 blue and v2 green."""
-    directory = state_dir(stack) / "bench-stacks"
-    directory.mkdir(parents=True, exist_ok=True)
-    app = yaml.safe_load(DEMO_APP.read_text())
-    app["name"] = APP_NAME
-    app["image"]["build"]["context"] = str(DEMO_APP.parent.resolve())
-    app["locustfile"] = str((DEMO_APP.parent / app["locustfile"]).resolve())
-    (directory / "cutover-app.yaml").write_text(yaml.safe_dump(app, sort_keys=False))
-    base = yaml.safe_load((REPO / "stacks/Pulumi.ci.yaml").read_text())["config"]
-    config = {**base, "cutover:app": str(directory / "cutover-app.yaml"), "cutover:poolSize": 1, "cutover:livePort": port,
-              "cutover:previewPort": port + 1, "cutover:blueVersion": VERSIONS[0], "cutover:greenVersion": VERSIONS[1],
-              "cutover:liveColor": "blue", "cutover:drainSeconds": 10}
-    (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": config}))
-    return directory
 
 
 def wait_all_new(load: KeepAliveLoad, version: str, since: float) -> bool:
@@ -131,8 +109,8 @@ def measure(way, args: argparse.Namespace) -> WayFigures:
         for number in range(args.switches):
             target = VERSIONS[(number + 1) % 2]
             commanded = time.time()
-            way.switch(target)
-            switches.append(Switch(commanded, time.time(), target))
+            flipped_at = way.switch(target)
+            switches.append(Switch(commanded, time.time(), target, flipped_at))
             if not wait_all_new(load, target, commanded):
                 notes = f"switch {number + 1} had not converged after {CONVERGE_DEADLINE_S:.0f}s"
             time.sleep(args.hold)
@@ -146,6 +124,9 @@ def measure(way, args: argparse.Namespace) -> WayFigures:
 def run(args: argparse.Namespace) -> list[WayFigures]:
     os.environ["CUTOVER_STACKS_DIR"] = str(write_stack(args.stack, args.base_port))
     sim = Simulator.for_stack(args.stack, say=say)
+    if args.fresh:
+        sim.down(with_volumes=True)
+        forget_images(sim.client, args.stack)
     say(f"bench stack {args.stack}: up with {VERSIONS[0]} (blue, live) and {VERSIONS[1]} (green)")
     sim.up()
     status = sim.status()

@@ -30,6 +30,7 @@ class Switch:
     commanded_at: float  # wall clock, when the switch command started
     returned_at: float  # when it returned
     to_version: str
+    flipped_at: float | None = None  # when the way says traffic moved, where it says so (cutover: the map flip confirmed)
 
 
 @dataclass
@@ -43,6 +44,7 @@ class WayFigures:
     converge_ms_max: float | None
     not_converged: int  # switches whose span ended before every response came from the new version
     command_ms_p50: float  # how long the switch command itself took
+    flip_ms_p50: float | None  # command start to the moment the way says traffic moved (cutover only: its preflight before the flip)
     switch_p50_ms: float
     switch_p99_ms: float
     steady_p50_ms: float
@@ -93,6 +95,7 @@ def way_figures(way: str, samples: Sequence[Sample], switches: Sequence[Switch],
         converge_ms_max=round(done[-1], 1) if done else None,
         not_converged=sum(1 for c in converge if c is None),
         command_ms_p50=round(percentile(sorted((sw.returned_at - sw.commanded_at) * 1000 for sw in switches), 50), 1),
+        flip_ms_p50=_flip_p50(switches),
         switch_p50_ms=percentile(switch_lat, 50),
         switch_p99_ms=percentile(switch_lat, 99),
         steady_p50_ms=percentile(steady_lat, 50),
@@ -101,6 +104,11 @@ def way_figures(way: str, samples: Sequence[Sample], switches: Sequence[Switch],
         converge_ms=[round(c * 1000, 1) if c is not None else None for c in converge],
         notes=notes,
     )
+
+
+def _flip_p50(switches: Sequence[Switch]) -> float | None:
+    known = sorted((sw.flipped_at - sw.commanded_at) * 1000 for sw in switches if sw.flipped_at is not None)
+    return round(percentile(known, 50), 1) if known else None
 
 
 def _steady_seconds(measured: Sequence[Sample], windows: Iterable[tuple[float, float]]) -> float:
@@ -115,7 +123,7 @@ def _steady_seconds(measured: Sequence[Sample], windows: Iterable[tuple[float, f
 COLUMNS = (
     ("way", "way"), ("switches", "switches"), ("requests", "requests"), ("failed", "failed"),
     ("failures by kind", "failures_by_kind"), ("converged p50 ms", "converge_ms_p50"), ("converged max ms", "converge_ms_max"),
-    ("never converged", "not_converged"), ("command p50 ms", "command_ms_p50"),
+    ("never converged", "not_converged"), ("command p50 ms", "command_ms_p50"), ("flip after p50 ms", "flip_ms_p50"),
     ("switch p50 ms", "switch_p50_ms"), ("switch p99 ms", "switch_p99_ms"),
     ("steady p50 ms", "steady_p50_ms"), ("steady p99 ms", "steady_p99_ms"), ("steady req/s", "steady_rps"),
 )

@@ -117,11 +117,13 @@ class CutoverWay:
     def setup(self) -> None:
         pass  # the stack is up
 
-    def switch(self, to_version: str) -> None:
+    def switch(self, to_version: str) -> float | None:
+        """The shipped switch (preflight of the idle colour, the map flip, drain, watch); returns
+        when the proxy confirmed the flip."""
         status = self.sim.status()
         if status.pools[status.live].version == to_version:
-            return
-        self.sim.switch()
+            return None
+        return self.sim.switch().flipped_at
 
     def teardown(self) -> None:
         pass
