@@ -110,12 +110,17 @@ def measure(way, args: argparse.Namespace) -> WayFigures:
             target = VERSIONS[(number + 1) % 2]
             commanded = time.time()
             flipped_at = way.switch(target)
+            # After a refused preflight (CutoverWay), from the attempt that flipped.
+            commanded = getattr(way, "last_attempt_at", None) or commanded
             switches.append(Switch(commanded, time.time(), target, flipped_at))
             if not wait_all_new(load, target, commanded):
                 notes = f"switch {number + 1} had not converged after {CONVERGE_DEADLINE_S:.0f}s"
             time.sleep(args.hold)
     finally:
         load.stop()
+    if getattr(way, "refused", 0):
+        notes = "; ".join(filter(None, [notes, f"{way.refused} switch(es) refused by cutover's preflight (a colour unhealthy in Docker), "
+                                               "waited on and retried; measured from the retry"]))
     figures = way_figures(way.name, load.samples, switches, measured_from, notes)
     say(f"  {figures.requests} requests, {figures.failed} failed {figures.failures_by_kind or ''}, converged p50 {figures.converge_ms_p50} ms")
     return figures

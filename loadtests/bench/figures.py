@@ -141,4 +141,5 @@ def markdown_table(rows: Sequence[WayFigures]) -> str:
     head = "| " + " | ".join(title for title, _ in COLUMNS) + " |"
     rule = "|" + "|".join("---" if i == 0 or key in ("failures_by_kind",) else "---:" for i, (_, key) in enumerate(COLUMNS)) + "|"
     body = ["| " + " | ".join(_cell(getattr(row, key)) for _, key in COLUMNS) + " |" for row in rows]
-    return "\n".join([head, rule, *body])
+    notes = [f"- {row.way}: {row.notes}" for row in rows if row.notes]
+    return "\n".join([head, rule, *body, *([""] + notes if notes else [])])
