@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark faults faults-engine pulumi-matrix wrk proxy-cost demo-latency
+.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency
 
 venv: $(VENV)/.installed
 
@@ -57,6 +57,18 @@ proxy-cost: venv base-image wrk
 demo-latency: venv
 	$(BIN)/python -m loadtests.demo_latency --stack $(STACK) --json demo-latency/results.json $(DEMO_LATENCY_ARGS)
 
+# Five ways of switching versions side by side, one run (README "make bench"): bench/results.json
+# and bench/results.md. BENCH_SWITCHES (default 20) switches per way; BENCH_ARGS for the rest.
+BENCH_SWITCHES ?= 20
+bench: venv base-image
+	$(BIN)/python -m loadtests.bench --switches $(BENCH_SWITCHES) $(BENCH_ARGS)
+
+# The soak (README "make soak"): >= SOAK_REQUESTS requests over >= SOAK_FLIPS flips; soak/summary.json.
+SOAK_REQUESTS ?= 1000000
+SOAK_FLIPS ?= 100
+soak: venv base-image
+	$(BIN)/python -m loadtests.soak --requests $(SOAK_REQUESTS) --flips $(SOAK_FLIPS) $(SOAK_ARGS)
+
 # The fault suite (README: "Breaking it on purpose"): every case but the engine restart.
 faults: venv base-image
 	$(BIN)/python -m loadtests.faults $(FAULTS_ARGS)
@@ -71,5 +83,7 @@ down: venv
 clean: venv
 	-$(BIN)/cutover down --stack dev --volumes
 	-$(BIN)/cutover down --stack ci --volumes
+	-CUTOVER_STACKS_DIR=$${CUTOVER_STATE_DIR:-$$HOME/.local/state/cutover}/bench/bench-stacks $(BIN)/cutover down --stack bench --volumes
+	-CUTOVER_STACKS_DIR=$${CUTOVER_STATE_DIR:-$$HOME/.local/state/cutover}/soak/bench-stacks $(BIN)/cutover down --stack soak --volumes
 	-CUTOVER_STACKS_DIR=$${CUTOVER_STATE_DIR:-$$HOME/.local/state/cutover}/faults/stacks $(BIN)/cutover down --stack faults --volumes
 	rm -rf $(VENV)

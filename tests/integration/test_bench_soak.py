@@ -1,0 +1,52 @@
+"""The short forms of make bench and make soak, for real: 2 switches per way and a 3-flip soak on
+one small stack (`benchtest`, ports 19932-19937; the bench leaves it up for the soak, which removes
+it). They prove the harness runs and counts, never
+how fast anything is: speed is for the full-size runs' printed figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT, remove_app_images
+
+pytestmark = pytest.mark.docker
+
+STACK = "benchtest"
+BASE_PORT = 19932
+
+
+def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def test_bench_short_form_measures_every_way(tmp_path):
+    remove_app_images(f"cutover-{STACK}-demo")  # a version stays bound to its source: start from none
+    result = run("loadtests.bench", "--stack", STACK, "--base-port", str(BASE_PORT), "--switches", "2", "--connections", "4",
+                 "--warmup", "0.5", "--steady", "1", "--hold", "0.5", "--out", str(tmp_path))
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "results.json").read_text())["ways"]
+    assert [r["way"] for r in rows] == ["cutover (HAProxy map flip)", "stop-then-start", "nginx reload", "HAProxy reload", "Caddy /load"]
+    for row in rows:
+        assert row["switches"] == 2 and row["requests"] > 0 and len(row["converge_ms"]) == 2
+        assert row["failed"] == sum(row["failures_by_kind"].values())
+    assert "| way |" in (tmp_path / "results.md").read_text()
+
+
+def test_soak_short_form_counts_requests_flips_and_writes(tmp_path):
+    result = run("loadtests.soak", "--stack", STACK, "--live-port", str(BASE_PORT), "--requests", "300", "--flips", "3",
+                 "--flip-every", "1", "--users", "4", "--out", str(tmp_path), "--down")
+    print(result.stdout[-3000:], result.stderr[-2000:])
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["requests"] >= 300 and summary["flips"] == 3
+    assert summary["first_response_from_new_colour_ms"]["count"] + summary["first_response_from_new_colour_ms"]["flips_with_none"] == 3
+    assert summary["writes_acknowledged"] > 0 and "writes_lost" in summary
+    lines = (tmp_path / "requests.csv").read_text().count("\n")
+    assert lines == summary["requests"] + 1  # every request recorded, plus the header
+    assert result.returncode in (0, 1)  # the verdict is the soak's to give, not this test's
