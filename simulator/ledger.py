@@ -123,7 +123,7 @@ def verify_chain(lines: list[str], head: dict | None = None, witness: list[str] 
             return ChainReport(number - 1, f"a record was inserted at line {number}: it says seq {seq}, but seq {expected} comes next.", seq, number)
         if record.get("prev") != prev:
             if number == 1:
-                return ChainReport(0, f"record seq 1 (line 1) was altered: its prev is not the chain's start.", 1, 1)
+                return ChainReport(0, "record seq 1 (line 1) was altered: its prev is not the chain's start.", 1, 1)
             return ChainReport(
                 number - 1,
                 f"record seq {expected - 1} (line {number - 1}) was altered, or one was inserted before seq {expected}: "

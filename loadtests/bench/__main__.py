@@ -25,6 +25,7 @@ from loadtests.bench.client import KeepAliveLoad
 from loadtests.bench.figures import Switch, WayFigures, markdown_table, way_figures
 from loadtests.bench import ways as w
 from loadtests.bench.stack import VERSIONS, forget_images, write_stack
+from loadtests.charts import comparison_chart, png_bytes
 from simulator.errors import CutoverError
 from simulator.operations import Simulator
 from stacks.spec import SpecError
@@ -181,17 +182,10 @@ def write_results(rows: list[WayFigures], args: argparse.Namespace) -> Path:
     }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(markdown_table(rows) + "\n")
-    # INTEGRATOR: the comparison chart. The report helper's loadtests/charts.py offers
-    # comparison_chart(rows, metrics, label_key, title) -> matplotlib Figure and png_bytes(figure);
-    # until that module is merged this branch has no chart and writes none.
-    try:
-        from loadtests.charts import comparison_chart, png_bytes  # noqa: PLC0415  (present once the report work is merged)
-    except ImportError:
-        print("no comparison chart: loadtests/charts.py (the report work) is not in this checkout")
-    else:
-        figure = comparison_chart([asdict(r) for r in rows], list(CHART_METRICS), label_key="way",
-                                  title=f"{args.switches} switches per way, {args.connections} keep-alive connections")
-        (out / "comparison.png").write_bytes(png_bytes(figure))
+    # The five ways side by side, one panel per figure (loadtests/charts.py, as in the cutover report).
+    figure = comparison_chart([asdict(r) for r in rows], list(CHART_METRICS), label_key="way",
+                              title=f"{args.switches} switches per way, {args.connections} keep-alive connections")
+    (out / "comparison.png").write_bytes(png_bytes(figure))
     return out
 
 
