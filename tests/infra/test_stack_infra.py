@@ -16,7 +16,9 @@ from stacks.proxy_config import (
     HAPROXY_CONFIG_PATH,
     LIVE_CONTAINER_PORT,
     PREVIEW_CONTAINER_PORT,
-    render_haproxy_config,
+    backend_path,
+    render_backend,
+    render_base_config,
 )
 from stacks.spec import COLOURS, load_stack
 from stacks.topology import app_container_name, app_container_names, proxy_container_name
@@ -53,14 +55,21 @@ def app(request, ci_stack, wait_healthy):
 
 
 def test_haproxy_accepts_its_config(proxy_host):
-    result = proxy_host.run(f"haproxy -c -f {HAPROXY_CONFIG_PATH}")
+    # The base config, then each colour's backend file: the files HAProxy loads, in its order.
+    files = " ".join(f"-f {path}" for path in (HAPROXY_CONFIG_PATH, *(backend_path(c) for c in COLOURS)))
+    result = proxy_host.run(f"haproxy -c {files}")
     assert result.rc == 0, result.stdout + result.stderr
     assert "Configuration file is valid" in result.stdout + result.stderr
 
 
 def test_proxy_runs_the_config_rendered_from_the_spec(ci_stack, proxy_host):
-    """No drift: what HAProxy reads is exactly what the spec renders (both executors upload this)."""
-    assert proxy_host.file(HAPROXY_CONFIG_PATH).content_string == render_haproxy_config(ci_stack, app_container_names(ci_stack), ci_stack.app.port)
+    """No drift: what HAProxy reads is exactly what the spec renders: the constant base config the
+    container uploads, and each colour's backend as proxy-backend wrote it (one trailing newline)."""
+    assert proxy_host.file(HAPROXY_CONFIG_PATH).content_string == render_base_config()
+    servers = app_container_names(ci_stack)
+    for colour in COLOURS:
+        expected = render_backend(ci_stack, colour, servers[colour], ci_stack.app.port).rstrip("\n") + "\n"
+        assert proxy_host.file(backend_path(colour)).content_string == expected, colour
 
 
 def test_haproxy_is_running(proxy_host):
