@@ -24,7 +24,7 @@ from components.live_colour import LiveColourProvider, SwitchRefused, observe
 from components.release_gates import GateFailed, LintGateProvider, LiveCheckProvider, SmokeTestProvider
 from simulator.errors import CutoverError
 from simulator.docker_driver import wait_until
-from stacks.spec import STACKS_DIR, load_stack
+from stacks.spec import STACKS_DIR
 from stacks.topology import DATABASE_NAME, app_container_name, database_container_name, proxy_container_name
 from tests.conftest import REPO_ROOT, TEST_STACK, run_cli
 
@@ -34,16 +34,15 @@ WAIT_S = 5
 
 
 @pytest.fixture(scope="module")
-def spec(state_dir):
-    stack = load_stack(TEST_STACK)
-    was_up = at_baseline(stack)
-    if not was_up:
+def spec(ci_stack):
+    """The session's ci stack (tests/conftest.py), put back to what a fresh `cutover up` makes when an
+    earlier module left it elsewhere. Left up afterwards: later modules share it, and the session
+    fixture removes it at the end."""
+    if not at_baseline(ci_stack):
         run_cli("down", "--stack", TEST_STACK, "--volumes")
         result = run_cli("up", "--stack", TEST_STACK, timeout=900)
         assert result.returncode == 0, f"cutover up failed:\n{result.stdout}\n{result.stderr}"
-    yield stack
-    if not was_up:
-        run_cli("down", "--stack", TEST_STACK, "--volumes")
+    yield ci_stack
 
 
 def at_baseline(spec) -> bool:
