@@ -203,6 +203,81 @@ def registry_stop(stack: str, data: bool) -> None:
     console.print(f"removed {', '.join(removed)}" if removed else "no artefact store was running")
 
 
+cluster_name_option = click.option(
+    "--name", "-n", default="local", show_default=True, envvar="CUTOVER_CLUSTER",
+    help="Which cluster: its nodes are containers cutover-cluster-<name>-*. Also $CUTOVER_CLUSTER.",
+)
+
+
+def _cluster(name: str):
+    from simulator.cluster import from_env  # imported late so --help never needs Docker
+
+    return from_env(name, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+
+
+@main.group()
+def cluster() -> None:
+    """A Docker Swarm on this machine: one manager and N worker nodes, each a Docker-in-Docker
+    container (docs/cluster.md). Each node's engine API is published on 127.0.0.1 only."""
+
+
+@cluster.command("up")
+@cluster_name_option
+@click.option("--workers", type=click.IntRange(0, 9), default=2, show_default=True, help="How many worker nodes beside the manager.")
+@click.option("--api-port", type=click.IntRange(1024, 65535), default=23761, show_default=True,
+              help="The manager's engine API on 127.0.0.1 (the docker:host of a stack on the cluster); worker i's is this port + i.")
+@click.option("--publish", type=click.IntRange(1, 65535), multiple=True, metavar="PORT",
+              help="Also publish PORT of the manager on 127.0.0.1 (a stack's live or preview port; swarm's routing mesh reaches every node). Repeatable; fixed when the manager is created.")
+def cluster_up(name: str, workers: int, api_port: int, publish: tuple[int, ...]) -> None:
+    """Start the nodes, form the swarm, label the nodes; a second run changes nothing (more
+    workers are added, fewer are refused)."""
+    nodes = _cluster(name).up(workers, api_port, publish)
+    console.print(f"cluster {name}: {len(nodes)} node(s) Ready; manager engine at {nodes[0].url} (docker:host)")
+
+
+@cluster.command("status")
+@cluster_name_option
+@click.option("--json", "as_json", is_flag=True, help="Print one object per node as JSON.")
+def cluster_status(name: str, as_json: bool) -> None:
+    """Each node: its container, engine, swarm state, availability, labels and memory."""
+    rows = _cluster(name).status()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        console.print(f"cluster {name}: no nodes")
+        return
+    table = Table(title=f"cluster {name}")
+    for column in ("node", "role", "container", "engine", "swarm", "availability", "labels", "memory"):
+        table.add_column(column)
+    for row in rows:
+        memory = f"{row['memory_bytes'] / 2**20:.0f} MiB" if row["memory_bytes"] is not None else "-"
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())) or "-"
+        table.add_row(row["node"], row["role"], row["container"], row["engine"], row["swarm"] or "-", row["availability"] or "-", labels, memory)
+    console.print(table)
+
+
+@cluster.command("image")
+@cluster_name_option
+@click.argument("image")
+@click.option("--via", type=click.Choice(["auto", "registry", "stream"]), default="auto", show_default=True,
+              help="registry: pushed to the artefact store ('cutover registry start'), pulled by every node by digest; stream: docker save | each node's docker load; auto: the store when it runs.")
+def cluster_image(name: str, image: str, via: str) -> None:
+    """Put IMAGE (an image of this machine's engine) on every node, as the same image ID."""
+    result = _cluster(name).distribute(image, via)
+    per_node = ", ".join(f"{node} {seconds:.1f}s" for node, seconds in result.seconds.items())
+    console.print(f"cluster {name}: {image} ({short_id(result.image_id)}) on every node as {result.reference} "
+                  f"by {result.via} in {result.total_s:.1f}s ({result.prepare_s:.1f}s {'push' if result.via == 'registry' else 'save'}; {per_node})")
+
+
+@cluster.command("down")
+@cluster_name_option
+def cluster_down(name: str) -> None:
+    """Remove the nodes, their volumes (everything on their engines) and the cluster's network."""
+    removed = _cluster(name).down()
+    console.print(f"cluster {name}: removed {', '.join(removed)}" if removed else f"cluster {name}: nothing to remove")
+
+
 @main.command()
 @click.argument("version")
 @click.option("--to", "target", required=True, help="The stack to promote to; the version comes from the stack before it in promotion.yaml.")
