@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency
+.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test
 
 venv: $(VENV)/.installed
 
@@ -31,6 +31,12 @@ test: venv base-image wrk
 
 unit: venv
 	$(BIN)/python -m pytest tests/unit
+
+# The local multi-node swarm (docs/cluster.md): three Docker-in-Docker nodes form a swarm, an image
+# reaches each by digest and by stream, a service spreads over them; -s prints the figures. Not in
+# `make test` yet (about three minutes here).
+cluster-test: venv base-image
+	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py
 
 # The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
 # (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).

@@ -79,6 +79,17 @@ def write_stack_file(directory: Path, stack: str, live_port: int, **config) -> N
     (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": values}))
 
 
+def pytest_collection_modifyitems(config, items):
+    # The local swarm's tests take minutes and three Docker-in-Docker engines: they run when asked
+    # for (`make cluster-test`, i.e. -m cluster), not in every `pytest` / `make test`.
+    if "cluster" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="the local swarm's tests run with 'make cluster-test' (-m cluster)")
+    for item in items:
+        if item.get_closest_marker("cluster"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=False)
 def state_dir(tmp_path_factory) -> Path:
     # Audit records and rehearsal CSVs of the test run go to a fresh place, not the user's own.
