@@ -177,6 +177,10 @@ class Cluster:
     def up(self, workers: int = DEFAULT_WORKERS, api_port: int = DEFAULT_API_PORT, publish: tuple[int, ...] = ()) -> list[NodePlan]:
         """Start what is missing and join it; a second run with the same arguments changes nothing."""
         wanted = plan(self.name, workers, api_port)
+        clash = sorted(set(publish) & {n.api_port for n in wanted})
+        if clash:
+            raise CutoverError(f"--publish {clash[0]} is the engine port of a node of cluster {self.name} "
+                               f"(ports {wanted[0].api_port} to {wanted[-1].api_port}); publish another port.")
         self._check_compatible(wanted, publish)
         self._ensure_node_image()
         subnet = self._ensure_network()
@@ -210,7 +214,7 @@ class Cluster:
             bindings = self.client.containers.get(existing[0].container).attrs["HostConfig"].get("PortBindings") or {}
             published = sorted(int(p.split("/")[0]) for p in bindings if p != f"{ENGINE_PORT}/tcp")
             if published != sorted(set(publish)):
-                raise CutoverError(f"cluster {self.name}'s manager publishes {published or 'no ports'}, not {sorted(set(publish)) or 'none'} "
+                raise CutoverError(f"cluster {self.name}'s manager publishes {_ports(published)}, not {_ports(sorted(set(publish)))} "
                                    f"(fixed when it was created); repeat its --publish or take it down first.")
         have = {n.container: n.api_port for n in existing}
         extra = sorted(set(have) - {n.container for n in wanted})
@@ -256,7 +260,10 @@ class Cluster:
         if container is not None:
             if container.status != "running":
                 self.say(f"starting {node.container}")
-                container.start()
+                try:
+                    container.start()
+                except docker.errors.APIError as exc:
+                    raise CutoverError(f"node {node.container} of cluster {self.name} could not start: {exc.explanation or exc}.") from None
             return
         try:
             self.client.volumes.get(node.volume)
@@ -476,6 +483,10 @@ class Cluster:
     def _each(nodes: list[NodePlan], work: Callable[[NodePlan], float]) -> dict[str, float]:
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             return dict(zip((n.container for n in nodes), pool.map(work, nodes)))
+
+
+def _ports(ports: list[int]) -> str:
+    return "port " + ", ".join(map(str, ports)) if ports else "no port"
 
 
 def from_env(name: str = DEFAULT_NAME, say: Callable[[str], None] = print) -> Cluster:
