@@ -25,7 +25,7 @@ from stacks.image_builds import ImageBuild
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
 NAME = "nodes"  # every object: cutover-cluster-nodes-*, labelled cutover.cluster=nodes
-API_PORT = 23761
+API_PORT = 23765  # beside a default cluster (23761-23763), never on it
 REGISTRY_PORT = 19650
 SERVICE = "cutover-nodes-echo"
 OVERLAY = "cutover-nodes-overlay"
