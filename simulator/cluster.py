@@ -20,7 +20,6 @@ this machine's engine has: image IDs are content digests.
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 import time
@@ -490,4 +489,7 @@ def _ports(ports: list[int]) -> str:
 
 
 def from_env(name: str = DEFAULT_NAME, say: Callable[[str], None] = print) -> Cluster:
-    return Cluster(docker.from_env(timeout=int(os.environ.get("CUTOVER_ENGINE_TIMEOUT_S", "120"))), name, say)
+    """The cluster ``name`` on this machine's engine (one sentence when no engine answers)."""
+    from simulator.docker_driver import connect
+
+    return Cluster(connect(), name, say)
