@@ -51,7 +51,9 @@ from pulumi_harness import (  # noqa: E402
     ProxyState,
     Registration,
     deployed,
+    is_secret,
     labels,
+    unwrap_secret,
     run_program,
 )
 
@@ -114,7 +116,48 @@ def _top(path: str) -> str:
     return re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
-def _replaces(r: Registration, prop: str) -> bool:
+def _nested_paths(value, prefix: str = "") -> dict[str, object]:
+    """Every leaf of an input under its path without list indices (``taskSpec.containerSpec.labels.value``)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, child in value.items():
+            for path, leaf in _nested_paths(child, f"{prefix}.{key}" if prefix else key).items():
+                out.setdefault(path, [])
+                out[path].append(leaf)  # type: ignore[union-attr]
+        return out
+    if isinstance(value, list):
+        out = {}
+        for child in value:
+            for path, leaves in _nested_paths(child, prefix).items():
+                out.setdefault(path, [])
+                out[path].extend(leaves)  # type: ignore[union-attr]
+        return out or {prefix: [[]]}
+    return {prefix: [value]}
+
+
+def _unwrapped(value):
+    if is_secret(value):
+        return _unwrapped(unwrap_secret(value))
+    if isinstance(value, dict):
+        return {k: _unwrapped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrapped(v) for v in value]
+    return value
+
+
+def nested_replacing(r_type: str, old: dict, new: dict) -> set[str]:
+    """The top-level inputs in which a path the schema flags (nestedReplaceOnChanges) differs."""
+    flagged = (FACTS.get(r_type) or {}).get("nestedReplaceOnChanges", ())
+    if not flagged:
+        return set()
+    # A taskSpec whose env holds a secret arrives wrapped as a secret as a whole: look inside.
+    before, after = _nested_paths(_unwrapped(old)), _nested_paths(_unwrapped(new))
+    return {path.split(".", 1)[0] for path in flagged if before.get(path) != after.get(path)}
+
+
+def _replaces(r: Registration, prop: str, forced: frozenset[str] = frozenset()) -> bool:
+    if prop in forced:
+        return True
     if prop in {_top(p) for p in r.replace_on_changes}:
         return True
     if r.type == RANDOM_PASSWORD:
@@ -145,12 +188,12 @@ def _dynamic_changes(r: Registration, old: dict, new: dict, changed: set[str]) -
     return (changed - {"__provider"}) if result.changes else set()
 
 
-def _judge(r: Registration, props: set[str]) -> Verdict:
+def _judge(r: Registration, props: set[str], forced: frozenset[str] = frozenset()) -> Verdict:
     if not props:
         return Verdict(UNTOUCHED)
     for prop in props:
         _check_known(r, prop)
-    replaced = sorted(p for p in props if _replaces(r, p))
+    replaced = sorted(p for p in props if _replaces(r, p, forced))
     if replaced:
         return Verdict(REPLACED, tuple(replaced), r.delete_before_replace, r.retain_on_delete)
     return Verdict(UPDATED, tuple(sorted(props)))
@@ -169,6 +212,8 @@ def classify(base: ProgramRun, changed: ProgramRun) -> dict[str, Verdict]:
     common = sorted(before.keys() & after.keys())
     ignored = {urn: {_top(p) for p in after[urn].ignore_changes} for urn in common}
     changed_props: dict[str, set[str]] = {}
+    # A flag inside an input (a swarm Service's container labels, network attachment ...).
+    forced = {urn: frozenset(nested_replacing(after[urn].type, before[urn].inputs, after[urn].inputs)) for urn in common}
     for urn in common:
         old, new = before[urn].inputs, after[urn].inputs
         changed_props[urn] = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - ignored[urn]
@@ -179,7 +224,7 @@ def classify(base: ProgramRun, changed: ProgramRun) -> dict[str, Verdict]:
     # image ID) changes too.
     while True:
         for urn in common:
-            verdicts[urn] = _judge(after[urn], changed_props[urn])
+            verdicts[urn] = _judge(after[urn], changed_props[urn], forced[urn])
         renewed = {urn for urn, v in verdicts.items() if v.kind in (REPLACED, CREATED) or (v.kind == UPDATED and after.get(urn) and after[urn].type == IMAGE)}
         moved = False
         for urn in common:
