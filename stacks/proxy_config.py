@@ -206,7 +206,7 @@ def render_swarm_backend(spec: StackSpec, colour: str, service: str, app_port: i
     lines[0] = f"# {colour}'s backend on a swarm, rendered by cutover (stacks/proxy_config.py); its servers come from swarm DNS."
     # init-addr none: a slot with no task behind it yet starts without an address (not an error);
     # the resolvers fill it within RESOLVE_EVERY_MS of a task appearing.
-    lines.append(f"    server-template {colour}- 1-{SWARM_SERVER_SLOTS} tasks.{service}:{app_port} init-addr none")
+    lines.append(f"    server-template {colour}- {SWARM_SERVER_SLOTS} tasks.{service}:{app_port} init-addr none")
     return "\n".join(lines) + "\n"
 
 

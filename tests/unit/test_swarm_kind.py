@@ -88,7 +88,7 @@ def test_what_moves_with_a_release_is_never_a_container_label():
 def test_the_swarm_backend_finds_tasks_through_swarm_dns_with_a_constant_slot_count():
     spec = load_stack("cluster")
     text = render_swarm_backend(spec, "blue", service_name(spec, "blue"), spec.app.port)
-    assert f"server-template blue- 1-{SWARM_SERVER_SLOTS} tasks.cutover-cluster-blue:{spec.app.port} init-addr none" in text
+    assert f"server-template blue- {SWARM_SERVER_SLOTS} tasks.cutover-cluster-blue:{spec.app.port} init-addr none" in text
     assert "resolvers docker" in text and f"option httpchk GET {spec.health_path}" in text
     # Scaling a colour changes no proxy file: the configs (names carry a digest of their content) are equal.
     assert proxy_configs(replace(spec, pool_size=4)) == proxy_configs(spec)
