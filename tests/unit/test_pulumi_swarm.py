@@ -136,3 +136,45 @@ def test_a_container_label_change_replaces_the_service_proof_the_nested_flags_co
     relabelled["labels"][0]["value"] = "changed"
     after = dc_replace(cluster, resources=tuple(dc_replace(r, inputs=relabelled) if r.urn == blue.urn else r for r in cluster.resources))
     assert matrix.classify(before, after)[blue.urn].kind == matrix.UPDATED
+
+
+# --- the swarm replacement matrix (replacement_matrix.py, docs/cluster.md) -------------------------
+
+
+@pytest.fixture(scope="module")
+def swarm_outcomes():
+    return matrix.compute_swarm()
+
+
+def test_every_key_has_a_swarm_row(tmp_path):
+    from stacks.spec import ALL_KEYS
+
+    keys = {s.key for s in matrix.swarm_scenarios(tmp_path)}
+    assert keys == set(ALL_KEYS), f"without a row: {sorted(set(ALL_KEYS) - keys)}"
+
+
+def test_no_change_replaces_the_live_colour_the_database_or_the_proxy_service(swarm_outcomes):
+    found = [line for o in swarm_outcomes for line in matrix.swarm_violations(o)]
+    assert not found, "\n".join(found)
+
+
+def test_scaling_a_colour_never_touches_the_proxy(swarm_outcomes):
+    (row,) = [o for o in swarm_outcomes if o.scenario.key == "cutover:poolSize"]
+    kinds = {row.names[u].name: v.kind for u, v in row.verdicts.items() if v.kind != matrix.UNTOUCHED}
+    assert kinds == {"cutover-cluster-blue": matrix.UPDATED, "cutover-cluster-green": matrix.UPDATED}
+
+
+def test_under_the_literal_mode_flag_scaling_would_replace_the_live_colour(swarm_outcomes, monkeypatch):
+    """Proof the guard can fail: without the block reading of `mode`, poolSize replaces blue."""
+    facts = dict(matrix.FACTS["docker:index/service:Service"])
+    facts.pop("blockReplaceOnChanges")
+    monkeypatch.setitem(matrix.FACTS, "docker:index/service:Service", facts)
+    base, scaled = run_program("cluster"), run_program("cluster", {"cutover:poolSize": "4"})
+    outcome = matrix.Outcome(matrix.Scenario("cutover:poolSize", "2 → 4"), matrix.classify(base, scaled), {r.urn: r for r in scaled.resources})
+    assert any("cutover-cluster-blue" in line for line in matrix.swarm_violations(outcome))
+
+
+def test_the_swarm_docs_table_is_the_computed_one(swarm_outcomes):
+    document = matrix.SWARM_DOCS.read_text()
+    assert matrix.SWARM_BEGIN in document and matrix.SWARM_END in document
+    assert matrix.splice_swarm(document, matrix.render_swarm(swarm_outcomes)) == document, "docs/cluster.md is stale: run `make pulumi-matrix`"
