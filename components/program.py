@@ -13,7 +13,8 @@ import pulumi_docker as docker
 from components.blue_green_service import BlueGreenService, BlueGreenServiceArgs
 from stacks.app import AppError
 from components.engine import refuse_foreign_stack
-from stacks.spec import KNOWN_KEYS, SpecError, StackSpec, spec_from_config
+from components.swarm_service import SwarmBlueGreenService, SwarmBlueGreenServiceArgs
+from stacks.spec import ALL_KEYS, SpecError, StackSpec, spec_from_config
 
 # Where `pulumi` runs the program (Pulumi.yaml's directory), and where Pulumi.yaml's stackConfigDir
 # keeps the stack files: `cutover:app` is a path relative to that directory, as for the simulator.
@@ -34,7 +35,7 @@ def config_values() -> dict[str, str]:
     key's default).
     """
     values = {}
-    for key in KNOWN_KEYS:
+    for key in ALL_KEYS:
         namespace, name = key.split(":", 1)
         value = pulumi.Config(namespace).get(name)
         if value is not None:
@@ -55,7 +56,13 @@ def load_spec(stack: str, stacks_dir: Path = STACKS_DIR) -> StackSpec:
         raise pulumi.RunError(str(exc)) from None
 
 
-def build(spec: StackSpec) -> BlueGreenService:
+def build(spec: StackSpec) -> BlueGreenService | SwarmBlueGreenService:
+    if spec.is_swarm:
+        # The manager's engine: swarm services, configs and the overlay network are created there.
+        # (Which stacks the simulator owns is read from containers on one engine; on a swarm it
+        # will be read from services, with the simulator's swarm support: docs/cluster.md.)
+        provider = docker.Provider("docker", host=spec.docker_host)
+        return SwarmBlueGreenService("cutover", SwarmBlueGreenServiceArgs(spec), opts=pulumi.ResourceOptions(providers=[provider]))
     # Before any resource: a stack the simulator created is refused, never adopted (its containers'
     # names would collide, or worse, be replaced under the simulator's feet).
     refuse_foreign_stack(spec)
@@ -64,7 +71,15 @@ def build(spec: StackSpec) -> BlueGreenService:
     return BlueGreenService("cutover", BlueGreenServiceArgs(spec), opts=pulumi.ResourceOptions(providers=[provider]))
 
 
-def export(service: BlueGreenService) -> None:
+def export(service: BlueGreenService | SwarmBlueGreenService) -> None:
+    if isinstance(service, SwarmBlueGreenService):
+        pulumi.export("engine", "swarm")
+        pulumi.export("liveColor", service.live_colour)
+        pulumi.export("liveUrl", service.live_url)
+        pulumi.export("previewUrl", service.preview_url)
+        for colour, pool in service.pools.items():
+            pulumi.export(colour, {"version": service.spec.version_of(colour), "service": pool.name})
+        return
     # Never the database password: it stays inside the state (encrypted) and the containers. A
     # read-only app has no database, so no databaseHost either.
     if service.database_host is not None:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
+from simulator.engines import check_supported
 from simulator.errors import CutoverError
 from simulator.images import short_id
 from stacks.app import AppError
@@ -34,6 +35,8 @@ stack_option = click.option(
 def _simulator(stack: str):
     from simulator.operations import Simulator  # imported late so --help never needs Docker
 
+    # A swarm stack is refused before any state is touched (simulator/engines.py).
+    check_supported(stack)
     _check_state_dir(stack)
     return Simulator.for_stack(stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
 
@@ -412,6 +415,7 @@ def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | N
     Exits non-zero if a single request failed, an acknowledged write is missing afterwards, or a
     request sent after a flip reached the old colour.
     """
+    check_supported(stack)
     # Locust patches the standard library with gevent at import time; it gets a process of its own
     # so that never leaks into this one.
     command = [sys.executable, "-m", "loadtests.rehearsal", "--stack", stack, "--users", str(users),

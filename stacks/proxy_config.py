@@ -185,3 +185,31 @@ def render_haproxy_config(spec: StackSpec, servers: dict[str, list[str]], app_po
     """The whole config as the proxy loads it (the base, then each colour's backend file): what
     the unit tests read as one text."""
     return "\n".join([render_base_config(), *(render_backend(spec, c, servers[c], app_port) for c in COLOURS)])
+
+
+# --- the swarm kind (docs/cluster.md) ------------------------------------------------------------
+# On a swarm a colour is one replicated service; its tasks' addresses are the DNS name
+# ``tasks.<service>`` on the overlay network. Each colour's backend is a fixed number of server
+# slots filled from that name, so scaling a colour (or swarm rescheduling a task on another node)
+# never changes the proxy's config: the slots beyond the tasks that exist stay in MAINT.
+# poolSize is at most 20 (stacks/spec.py), so 20 slots hold any pool, and the count is a constant:
+# were it derived from poolSize, a resize would change the config and roll the proxy service.
+SWARM_SERVER_SLOTS = 20
+
+
+def render_swarm_backend(spec: StackSpec, colour: str, service: str, app_port: int) -> str:
+    """One colour's backend on a swarm: the same checks, headers and server names
+    (``<colour>-1`` ...) as ``render_backend``, its servers found through ``tasks.<service>``."""
+    if colour not in COLOURS:  # a wiring bug: the colour names the section and the file
+        raise ValueError(f"not a colour: {colour!r}")
+    lines = render_backend(spec, colour, [], app_port).splitlines()
+    lines[0] = f"# {colour}'s backend on a swarm, rendered by cutover (stacks/proxy_config.py); its servers come from swarm DNS."
+    # init-addr none: a slot with no task behind it yet starts without an address (not an error);
+    # the resolvers fill it within RESOLVE_EVERY_MS of a task appearing.
+    lines.append(f"    server-template {colour}- {SWARM_SERVER_SLOTS} tasks.{service}:{app_port} init-addr none")
+    return "\n".join(lines) + "\n"
+
+
+def render_swarm_haproxy_config(spec: StackSpec, services: dict[str, str], app_port: int) -> str:
+    """The whole swarm config as one text (the base, then each colour's backend), for the tests."""
+    return "\n".join([render_base_config(), *(render_swarm_backend(spec, c, services[c], app_port) for c in COLOURS)])

@@ -58,13 +58,32 @@ DATA_DEFAULTS = {
     # How long one expand migration run may take, for both executors.
     "cutover:migrationTimeoutSeconds": 600,
 }
-OPTIONAL_DEFAULTS = {**WATCH_DEFAULTS, **DATA_DEFAULTS}
-KNOWN_KEYS = REQUIRED_KEYS + tuple(OPTIONAL_DEFAULTS)
+# Which engine kind a stack targets (docs/cluster.md): one Docker engine ("single", every stack
+# written before swarms existed) or a Docker Swarm whose manager is docker:host ("swarm").
+ENGINES = ("single", "swarm")
+# The swarm kind's keys. Kept apart from KNOWN_KEYS so the single-engine kind's key lists, rows and
+# tests stay exactly what they were; a single-engine stack that sets one of the node keys is refused.
+SWARM_DEFAULTS = {
+    "cutover:engine": "single",
+    # The node label that marks the one node holding the database and its (node-local) volume:
+    # the database service's constraint is <label>==true (exactly one node may carry it).
+    "cutover:databaseLabel": "cutover.database",
+    # The node label that marks the nodes taking traffic: one proxy task on each node labelled
+    # <label>=true (the proxy service's constraint).
+    "cutover:trafficLabel": "cutover.traffic",
+}
+SWARM_KEYS = tuple(SWARM_DEFAULTS)
+OPTIONAL_DEFAULTS = {**WATCH_DEFAULTS, **DATA_DEFAULTS, **SWARM_DEFAULTS}
+KNOWN_KEYS = REQUIRED_KEYS + tuple(WATCH_DEFAULTS) + tuple(DATA_DEFAULTS)
+# Every key a stack file may hold, of either kind.
+ALL_KEYS = KNOWN_KEYS + SWARM_KEYS
 # The keys every stack file in stacks/ sets (the watch keys are the simulator's alone: unset, they
 # take their defaults).
 STACK_FILE_KEYS = REQUIRED_KEYS + tuple(DATA_DEFAULTS)
 
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # a valid Docker tag
+# A node label key (the database's node, the traffic nodes).
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,126}[A-Za-z0-9])?$")
 _IMAGE_REF = re.compile(r"^[a-z0-9]+([._/-][a-z0-9]+)*(:[A-Za-z0-9_.-]+)?$")
 
 
@@ -105,6 +124,14 @@ class StackSpec:
     watch_max_response_ms: int = WATCH_DEFAULTS["cutover:watchMaxResponseMs"]
     keep_data_on_destroy: bool = DATA_DEFAULTS["cutover:keepDataOnDestroy"]
     migration_timeout_s: int = DATA_DEFAULTS["cutover:migrationTimeoutSeconds"]
+    # The swarm kind (docs/cluster.md): None/defaults on a single-engine stack.
+    engine: str = "single"
+    database_label: str = SWARM_DEFAULTS["cutover:databaseLabel"]
+    traffic_label: str = SWARM_DEFAULTS["cutover:trafficLabel"]
+
+    @property
+    def is_swarm(self) -> bool:
+        return self.engine == "swarm"
 
     @property
     def health_path(self) -> str:
@@ -206,13 +233,31 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         keep_data_on_destroy=reader.optional("cutover:keepDataOnDestroy", _boolean),
         # At least a minute (a migration container needs a few seconds just to start); at most a day.
         migration_timeout_s=reader.optional("cutover:migrationTimeoutSeconds", _int_between(60, 86_400)),
+        engine=reader.optional("cutover:engine", _one_of(ENGINES)),
+        database_label=reader.optional("cutover:databaseLabel", _pattern(_LABEL_KEY, "a node label key like 'cutover.database'")),
+        traffic_label=reader.optional("cutover:trafficLabel", _pattern(_LABEL_KEY, "a node label key like 'cutover.traffic'")),
     )
-    unknown = sorted(k for k in config if k not in KNOWN_KEYS)
+    unknown = sorted(k for k in config if k not in ALL_KEYS)
     if unknown:
-        raise SpecError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(KNOWN_KEYS)}).")
+        raise SpecError(f"{source}: unknown key {unknown[0]!r} (known keys: {', '.join(ALL_KEYS)}).")
+    _check_engine_keys(spec, config, source)
     if spec.live_port == spec.preview_port:
         raise SpecError(f"{source}: cutover:previewPort must differ from cutover:livePort ({spec.live_port}).")
     return spec
+
+
+def _check_engine_keys(spec: StackSpec, config: Mapping[str, Any], source: str) -> None:
+    """The node keys belong to the swarm kind: required there, refused on one engine (where they
+    would silently mean nothing)."""
+    if not spec.is_swarm:
+        stray = [key for key in ("cutover:databaseLabel", "cutover:trafficLabel") if config.get(key) not in (None, "")]
+        if stray:
+            raise SpecError(f"{source}: {stray[0]} is a swarm setting; set cutover:engine: swarm or remove it.")
+        return
+    if spec.database_label == spec.traffic_label:
+        raise SpecError(f"{source}: cutover:databaseLabel must differ from cutover:trafficLabel ({spec.traffic_label!r}): the database's node is chosen by a label of its own.")
+    if spec.docker_host.startswith("npipe://"):
+        raise SpecError(f"{source}: docker:host must reach the swarm's manager over unix://, tcp:// or ssh://, got {spec.docker_host!r}.")
 
 
 class _Reader:

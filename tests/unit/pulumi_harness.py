@@ -50,6 +50,9 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
+SWARM_SERVICE = "docker:index/service:Service"
+SERVICE_CONFIG = "docker:index/serviceConfig:ServiceConfig"
+SWARM_STACK = "cutover:index:SwarmBlueGreenService"
 DOCKER_PROVIDER = "pulumi:providers:docker"
 COMMAND = "command:local:Command"
 RUN = "command:local:run"
@@ -330,6 +333,37 @@ def run_program(
     @pulumi.runtime.test
     def program():
         service = runpy.run_path(str(PROGRAM), run_name="__main__")["service"]
+        if getattr(service, "kind", None) == "swarm":
+            watched = _swarm_watched(service)
+        else:
+            watched = _single_watched(service)
+        # What `pulumi.export` collected on the root stack: each value, and whether it is secret.
+        root = pulumi.runtime.settings.get_root_resource()
+        exported = {}
+        for name, value in root.outputs.items():
+            out = pulumi.Output.from_input(value)
+            exported[name] = pulumi.Output.all(pulumi.Output.unsecret(out), pulumi.Output.from_input(out.is_secret()))
+        # Returning the output makes the test decorator await it, and every RPC, before returning.
+        return pulumi.Output.all(
+            pulumi.Output.all(**watched).apply(outputs.update),
+            pulumi.Output.all(**exported).apply(exports.update),
+        )
+
+    def _swarm_watched(service):
+        # The swarm kind (components/swarm_service.py): its services by role and colour.
+        watched = {
+            "live_colour": service.live_colour,
+            "live_url": service.live_url,
+            "preview_url": service.preview_url,
+            "proxy_service_name": service.proxy.name,
+            "database_service_name": service.database.name if service.database is not None else None,
+            "migration_containers": {version: m.container.name for version, m in service.migrations.items()},
+        }
+        for colour, pool in service.pools.items():
+            watched[f"{colour}_service_name"] = pool.name
+        return watched
+
+    def _single_watched(service):
         database = service.database  # None for a read-only app
         watched = {
             "database_host": service.database_host,
@@ -349,17 +383,7 @@ def run_program(
             watched[f"{colour}_image"] = pool.image
             watched[f"{colour}_image_digest"] = pool.image_digest
             watched[f"{colour}_container_names"] = pool.container_names
-        # What `pulumi.export` collected on the root stack: each value, and whether it is secret.
-        root = pulumi.runtime.settings.get_root_resource()
-        exported = {}
-        for name, value in root.outputs.items():
-            out = pulumi.Output.from_input(value)
-            exported[name] = pulumi.Output.all(pulumi.Output.unsecret(out), pulumi.Output.from_input(out.is_secret()))
-        # Returning the output makes the test decorator await it, and every RPC, before returning.
-        return pulumi.Output.all(
-            pulumi.Output.all(**watched).apply(outputs.update),
-            pulumi.Output.all(**exported).apply(exports.update),
-        )
+        return watched
 
     try:
         program()

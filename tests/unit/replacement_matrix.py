@@ -51,7 +51,9 @@ from pulumi_harness import (  # noqa: E402
     ProxyState,
     Registration,
     deployed,
+    is_secret,
     labels,
+    unwrap_secret,
     run_program,
 )
 
@@ -114,7 +116,65 @@ def _top(path: str) -> str:
     return re.split(r"[.\[]", path, maxsplit=1)[0]
 
 
-def _replaces(r: Registration, prop: str) -> bool:
+def _nested_paths(value, prefix: str = "") -> dict[str, object]:
+    """Every leaf of an input under its path without list indices (``taskSpec.containerSpec.labels.value``)."""
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for key, child in value.items():
+            for path, leaf in _nested_paths(child, f"{prefix}.{key}" if prefix else key).items():
+                out.setdefault(path, [])
+                out[path].append(leaf)  # type: ignore[union-attr]
+        return out
+    if isinstance(value, list):
+        out = {}
+        for child in value:
+            for path, leaves in _nested_paths(child, prefix).items():
+                out.setdefault(path, [])
+                out[path].extend(leaves)  # type: ignore[union-attr]
+        return out or {prefix: [[]]}
+    return {prefix: [value]}
+
+
+def _unwrapped(value):
+    if is_secret(value):
+        return _unwrapped(unwrap_secret(value))
+    if isinstance(value, dict):
+        return {k: _unwrapped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrapped(v) for v in value]
+    return value
+
+
+def _block_shape(value) -> object:
+    """A block's shape: which keys it sets (not their values), recursively."""
+    if isinstance(value, dict):
+        return {k: _block_shape(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_block_shape(v) for v in value]
+    return None if value is None else "set"
+
+
+def nested_replacing(r_type: str, old: dict, new: dict) -> set[str]:
+    """The top-level inputs whose change replaces the resource beyond its plain flags: a path the
+    schema flags inside another input (nestedReplaceOnChanges) that differs, or a flagged block
+    (blockReplaceOnChanges) whose shape differs."""
+    facts = FACTS.get(r_type) or {}
+    flagged = facts.get("nestedReplaceOnChanges", ())
+    blocks = facts.get("blockReplaceOnChanges", ())
+    if not flagged and not blocks:
+        return set()
+    # A taskSpec whose env holds a secret arrives wrapped as a secret as a whole: look inside.
+    old, new = _unwrapped(old), _unwrapped(new)
+    before, after = _nested_paths(old), _nested_paths(new)
+    forced = {path.split(".", 1)[0] for path in flagged if before.get(path) != after.get(path)}
+    return forced | {block for block in blocks if _block_shape(old.get(block)) != _block_shape(new.get(block))}
+
+
+def _replaces(r: Registration, prop: str, forced: frozenset[str] = frozenset()) -> bool:
+    if prop in forced:
+        return True
+    if prop in (FACTS.get(r.type) or {}).get("blockReplaceOnChanges", ()):
+        return False  # a value inside the block: an update (its shape is judged in ``forced``)
     if prop in {_top(p) for p in r.replace_on_changes}:
         return True
     if r.type == RANDOM_PASSWORD:
@@ -145,12 +205,12 @@ def _dynamic_changes(r: Registration, old: dict, new: dict, changed: set[str]) -
     return (changed - {"__provider"}) if result.changes else set()
 
 
-def _judge(r: Registration, props: set[str]) -> Verdict:
+def _judge(r: Registration, props: set[str], forced: frozenset[str] = frozenset()) -> Verdict:
     if not props:
         return Verdict(UNTOUCHED)
     for prop in props:
         _check_known(r, prop)
-    replaced = sorted(p for p in props if _replaces(r, p))
+    replaced = sorted(p for p in props if _replaces(r, p, forced))
     if replaced:
         return Verdict(REPLACED, tuple(replaced), r.delete_before_replace, r.retain_on_delete)
     return Verdict(UPDATED, tuple(sorted(props)))
@@ -169,6 +229,8 @@ def classify(base: ProgramRun, changed: ProgramRun) -> dict[str, Verdict]:
     common = sorted(before.keys() & after.keys())
     ignored = {urn: {_top(p) for p in after[urn].ignore_changes} for urn in common}
     changed_props: dict[str, set[str]] = {}
+    # A flag inside an input (a swarm Service's container labels, network attachment ...).
+    forced = {urn: frozenset(nested_replacing(after[urn].type, before[urn].inputs, after[urn].inputs)) for urn in common}
     for urn in common:
         old, new = before[urn].inputs, after[urn].inputs
         changed_props[urn] = {k for k in set(old) | set(new) if old.get(k) != new.get(k)} - ignored[urn]
@@ -179,7 +241,7 @@ def classify(base: ProgramRun, changed: ProgramRun) -> dict[str, Verdict]:
     # image ID) changes too.
     while True:
         for urn in common:
-            verdicts[urn] = _judge(after[urn], changed_props[urn])
+            verdicts[urn] = _judge(after[urn], changed_props[urn], forced[urn])
         renewed = {urn for urn, v in verdicts.items() if v.kind in (REPLACED, CREATED) or (v.kind == UPDATED and after.get(urn) and after[urn].type == IMAGE)}
         moved = False
         for urn in common:
@@ -374,15 +436,150 @@ def main(argv: list[str]) -> int:
     outcomes = compute()
     bad = [line for o in outcomes for line in violations(o)]
     table = render(outcomes)
+    swarm_outcomes = compute_swarm()
+    bad += [line for o in swarm_outcomes for line in swarm_violations(o)]
+    swarm_table = render_swarm(swarm_outcomes)
     if "--write" in argv:
         DOCS.write_text(splice(DOCS.read_text(), table))
         print(f"wrote the replacement matrix into {DOCS.relative_to(ROOT)}")
+        SWARM_DOCS.write_text(splice_swarm(SWARM_DOCS.read_text(), swarm_table))
+        print(f"wrote the swarm replacement matrix into {SWARM_DOCS.relative_to(ROOT)}")
     else:
         print(table)
+        print(swarm_table)
     if bad:
         print("blue/green violations:\n" + "\n".join(bad), file=sys.stderr)
         return 1
     return 0
+
+
+
+# --- the swarm kind (docs/cluster.md) ---------------------------------------------------------------
+
+SWARM_STACK = "cluster"
+SWARM_DOCS = ROOT / "docs" / "cluster.md"
+SWARM_BEGIN = "<!-- swarm-replacement-matrix:begin (generated by `make pulumi-matrix`; do not edit by hand) -->"
+SWARM_END = "<!-- swarm-replacement-matrix:end -->"
+SWARM_SERVICE = "docker:index/service:Service"
+# A change of kind is a move to other resources altogether, not a rollout (its row says so).
+KIND_CHANGES = ("cutover:engine",)
+
+
+def swarm_scenarios(workdir: Path) -> list[Scenario]:
+    simulator_only = "Read by the simulator only (which refuses a swarm stack today)."
+    return [
+        Scenario("docker:host", "tcp://127.0.0.1:23761 → tcp://127.0.0.1:23771", {"docker:host": "tcp://127.0.0.1:23771"},
+                 "Points the provider at another manager: the services' state still names the old swarm — not a rollout."),
+        Scenario("cutover:engine", "swarm → single", {"cutover:engine": "single", "cutover:databaseLabel": "", "cutover:trafficLabel": ""},
+                 "Another kind of stack: every swarm resource is deleted (the database's service is kept, retain-on-delete) and the single engine's containers are created. Move data first."),
+        Scenario("cutover:databaseLabel", "cutover.database → cutover.db", {"cutover:databaseLabel": "cutover.db"},
+                 "An in-place update of the database's placement: if another node carries the new label, swarm moves the task there, where its volume is empty. Relabel the same node."),
+        Scenario("cutover:trafficLabel", "cutover.traffic → cutover.edge", {"cutover:trafficLabel": "cutover.edge"},
+                 "The proxy's placement: proxies start on the newly labelled nodes and stop on the others (stop-first, SIGUSR1)."),
+        Scenario("cutover:poolSize", "2 → 4", {"cutover:poolSize": "4"},
+                 "Both colours scale in place (replicas inside `mode`: an update); the proxy is untouched (swarm DNS)."),
+        Scenario("cutover:bindAddress", "127.0.0.1 → 0.0.0.0", {"cutover:bindAddress": "0.0.0.0"}, "Not an input of the swarm kind: the nodes publish in host mode."),
+        Scenario("cutover:previewBindAddress", "127.0.0.1 → 0.0.0.0", {"cutover:previewBindAddress": "0.0.0.0"}, "Not an input of the swarm kind."),
+        Scenario("cutover:livePort", "18180 → 18190", {"cutover:livePort": "18190"}, "The proxy service rolls node by node (stop-first: the port moves)."),
+        Scenario("cutover:previewPort", "18181 → 18191", {"cutover:previewPort": "18191"}, "The proxy service rolls node by node."),
+        Scenario("cutover:app", "same app, health path /healthz → /readyz", {"cutover:app": _app_with_new_health_path(workdir)},
+                 "Both colours roll in place (start-first) and the proxy's backends are new configs: the proxy rolls too. Not frozen on the live colour yet (docs: Not yet)."),
+        Scenario("cutover:blueVersion", "1.0.0 → 1.1.0 (blue is live)", {"cutover:blueVersion": "1.1.0"},
+                 "**Not refused yet** (it is on one engine): blue rolls in place, start-first, never below its size. Freezing the live colour comes with the swarm switch."),
+        Scenario("cutover:greenVersion", "1.0.0 → 1.1.0 (green is idle)", {"cutover:greenVersion": "1.1.0"}, "The release: 1.1.0's expand run, then green rolls in place."),
+        Scenario("cutover:liveColor", "blue → green", {"cutover:liveColor": "green"}, "No service is an input of the colour: the switch on a swarm is the next session's (docs above)."),
+        Scenario("cutover:healthIntervalMs", "1000 → 2000", {"cutover:healthIntervalMs": "2000"}, "Both colours' Docker healthcheck and the proxy's backends (new configs)."),
+        Scenario("cutover:drainSeconds", "30 → 60", {"cutover:drainSeconds": "60"}, simulator_only),
+        Scenario("cutover:baseImage", "cutover/base:bookworm → debian:bookworm-slim", {"cutover:baseImage": "debian:bookworm-slim"},
+                 "Every image is rebuilt on the manager; the services name tags, so they keep running until a release rolls them."),
+        Scenario("cutover:keepDataOnDestroy", "true → false", {"cutover:keepDataOnDestroy": "false"}, "Only the database service's retain-on-delete option."),
+        Scenario("cutover:migrationTimeoutSeconds", "600 → 1200", {"cutover:migrationTimeoutSeconds": "1200"}, "The next expand run's create timeout."),
+        Scenario("cutover:watchSeconds", "10 → 20", {"cutover:watchSeconds": "20"}, simulator_only),
+        Scenario("cutover:watchMax5xxPercent", "5 → 1", {"cutover:watchMax5xxPercent": "1"}, simulator_only),
+        Scenario("cutover:watchMinRequests", "20 → 50", {"cutover:watchMinRequests": "50"}, simulator_only),
+        Scenario("cutover:watchMaxResponseMs", "5000 → 2000", {"cutover:watchMaxResponseMs": "2000"}, simulator_only),
+    ]
+
+
+def compute_swarm(make_run: Callable[..., ProgramRun] = run_program) -> list[Outcome]:
+    import pulumi
+
+    workdir = Path(tempfile.mkdtemp(prefix="cutover-swarm-matrix-"))
+    try:
+        base = make_run(SWARM_STACK)
+        outcomes = []
+        for scenario in swarm_scenarios(workdir):
+            try:
+                changed = make_run(SWARM_STACK, scenario.overrides)
+            except pulumi.RunError as exc:
+                outcomes.append(Outcome(scenario, None, {}, refusal=str(exc)))
+                continue
+            names = {r.urn: r for r in (*base.resources, *changed.resources)}
+            outcomes.append(Outcome(scenario, classify(base, changed), names))
+        return outcomes
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _service_role(r: Registration) -> str:
+    return labels(r.inputs).get("cutover.role", "?") if r.type == SWARM_SERVICE else ""
+
+
+def swarm_violations(outcome: Outcome) -> list[str]:
+    """The live colour's service, the database's service or the proxy's service replaced or
+    deleted (a change of kind excepted: its row says it is no rollout)."""
+    if outcome.verdicts is None or outcome.scenario.key in KIND_CHANGES:
+        return []
+    found = []
+    for urn, verdict in outcome.verdicts.items():
+        r = outcome.names[urn]
+        if verdict.kind not in (REPLACED, DELETED) or r.type != SWARM_SERVICE:
+            continue
+        role, colour = _service_role(r), labels(r.inputs).get("cutover.colour")
+        if (role == "app" and colour == LIVE) or role in ("database", "proxy"):
+            found.append(f"{outcome.scenario.key}: {verdict.kind} the {role} service {r.name} ({', '.join(verdict.properties)})")
+    return found
+
+
+def _swarm_label(r: Registration) -> str:
+    name = r.name.replace(f"cutover-{SWARM_STACK}-", "").replace("cutover-", "")
+    if r.type == DOCKER_PROVIDER:
+        return "provider"
+    if r.type == COMMAND:
+        return f"{name} (command)"
+    if r.type == "docker:index/serviceConfig:ServiceConfig":
+        return re.sub(r"-[0-9a-f]{12}$", "", name) + " (config)"
+    return name
+
+
+def render_swarm(outcomes: list[Outcome]) -> str:
+    def cell(o: Outcome, kinds: tuple[str, ...]) -> str:
+        assert o.verdicts is not None
+        return ", ".join(sorted({_swarm_label(o.names[u]) for u, v in o.verdicts.items() if v.kind in kinds})) or "—"
+
+    lines = [
+        SWARM_BEGIN,
+        "",
+        f"The `{SWARM_STACK}` stack, one key changed per row. Names drop the `cutover-{SWARM_STACK}-` prefix; a proxy config's name",
+        "also drops its content digest (new content is a new config: created, the old one deleted). *updated* is in place",
+        "(for a service: a rolling update by its update config); *replaced* is delete-then-create.",
+        "",
+        "| key | change | replaced | updated | created / deleted | why |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in outcomes:
+        s = o.scenario
+        if o.verdicts is None:
+            lines.append(f"| `{s.key}` | {s.change} | — | — | — | **refused**: {o.refusal} |")
+            continue
+        lines.append(f"| `{s.key}` | {s.change} | {cell(o, (REPLACED,))} | {cell(o, (UPDATED,))} | {cell(o, (CREATED, DELETED))} | {s.note} |")
+    lines += ["", SWARM_END]
+    return "\n".join(lines)
+
+
+def splice_swarm(document: str, table: str) -> str:
+    start, end = document.index(SWARM_BEGIN), document.index(SWARM_END) + len(SWARM_END)
+    return document[:start] + table + document[end:]
 
 
 if __name__ == "__main__":
