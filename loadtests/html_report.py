@@ -65,14 +65,12 @@ def write_report(
     title: str,
     extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
     stem: str | None = None,
-    marks: Sequence[FlipMark] = (),
 ) -> tuple[Path, Path]:
     """Write ``<csv stem>.html`` and ``<csv stem>.png`` (or ``<stem>.*``); return (html path, png path).
 
-    ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables;
-    ``marks`` are drawn on the timeline besides the deploys and flips."""
+    ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables."""
     line = timeline(records)
-    marks = [*deploy_marks(records, line.t0), *flip_marks(flips, line.t0), *marks] if records else []
+    marks = [*deploy_marks(records, line.t0), *flip_marks(flips, line.t0)] if records else []
     return write_timeline_report(line, marks, RunTotals.of(records), phases, flips, out_csv_path, title, extra_charts, stem)
 
 
@@ -88,7 +86,8 @@ def write_timeline_report(
     stem: str | None = None,
 ) -> tuple[Path, Path]:
     """``write_report`` from figures already computed: a run too long to hold as records (the soak)
-    builds its timeline and tables from its CSV (loadtests/csv_report.py) and comes here."""
+    builds its timeline and tables from its CSV (loadtests/csv_report.py) and comes here, and so
+    does one that marks its own lines (the bench: where each way began, each switch commanded)."""
     html_path, png_path = report_paths(out_csv_path, stem)
     png = png_bytes(timeline_figure(line, sorted(marks, key=lambda m: m.at_s), title))
     png_path.write_bytes(png)

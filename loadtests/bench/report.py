@@ -5,8 +5,8 @@ A bench sample (loadtests/bench/client.py) becomes a report record: its phase is
 the connection that sent it, and its "colour" the version that answered — the ways other than
 cutover have no colours, and a switch is judged by the version it should bring, so a request sent
 after the switch returned and answered by the old version counts as stale. The PNG is the whole
-run's timeline, the ways one after the other (a line where each began); the HTML adds the five ways'
-comparison chart and each way's own timeline.
+run's timeline, the ways one after the other (a line where each began, one where each switch was
+commanded); the HTML adds the five ways' comparison chart and each way's own timeline.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 
 from loadtests.bench.client import Sample
 from loadtests.bench.figures import Switch
-from loadtests.charts import FlipMark, flip_marks, timeline, timeline_figure
-from loadtests.html_report import write_report
+from loadtests.charts import FlipMark, timeline, timeline_figure
+from loadtests.html_report import RunTotals, write_timeline_report
 from loadtests.report import FlipFigures, PlainRecord, flip_figures, phase_figures, write_csv
 
 
@@ -46,19 +46,24 @@ def switch_figures(run: WayRun, records: Sequence[PlainRecord]) -> list[FlipFigu
             for n, (sw, end) in enumerate(zip(run.switches, ends), start=1)]
 
 
+def switch_marks(run: WayRun, t0: float) -> list[FlipMark]:
+    """A line where each switch was commanded: what follows it (refused connections while a
+    container restarts, a reload's resets) belongs to the switch, however long its command took."""
+    return [FlipMark(round(sw.commanded_at - t0, 3), "switch", f"to {sw.to_version}") for sw in run.switches]
+
+
 def write_bench_report(runs: Sequence[WayRun], comparison: Figure, out: Path, title: str) -> tuple[Path, Path]:
     """requests.csv, report.html and report.png in ``out``; returns (html path, png path)."""
-    per_way = [(run, records_of(run)) for run in runs]
+    per_way = [(run, records_of(run)) for run in runs if run.samples]
     records = [r for _, way_records in per_way for r in way_records]
     flips = [f for run, way_records in per_way for f in switch_figures(run, way_records)]
     csv_path = out / "requests.csv"
     write_csv(records, csv_path)
-    t0 = min((r.started for r in records), default=0.0)
-    starts = [FlipMark(round(min(r.started for r in way_records) - t0, 3), "phase", run.way) for run, way_records in per_way if way_records]
+    line = timeline(records)
+    marks = [mark for run, way_records in per_way
+             for mark in [FlipMark(round(min(r.started for r in way_records) - line.t0, 3), "phase", run.way), *switch_marks(run, line.t0)]]
     charts: list[tuple[str, Figure]] = [("the ways side by side", comparison)]
     for run, way_records in per_way:
-        if way_records:
-            line = timeline(way_records)
-            marks = [FlipMark(round(m.at_s, 3), "switch", m.label.rsplit(" switch ", 1)[-1]) for m in flip_marks(switch_figures(run, way_records), line.t0)]
-            charts.append((f"{run.way}: its timeline", timeline_figure(line, marks, f"{run.way}: {len(run.switches)} switches")))
-    return write_report(records, phase_figures(records), flips, csv_path, title, extra_charts=charts, stem="report", marks=starts)
+        own = timeline(way_records)
+        charts.append((f"{run.way}: its timeline", timeline_figure(own, switch_marks(run, own.t0), f"{run.way}: {len(run.switches)} switches")))
+    return write_timeline_report(line, marks, RunTotals.of(records), phase_figures(records), flips, csv_path, title, charts, stem="report")
