@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from loadtests.charts import TimelineBuilder, flip_marks, timeline
-from loadtests.html_report import RunTotals, write_timeline_report
+from loadtests.html_report import RunFigures, RunTotals, write_figures
 from loadtests.report import FlipFigures, PhaseTally, PlainRecord
 
 
@@ -49,7 +49,7 @@ def report_from_csv(
         requests += 1
         t0, end = min(t0, r.started), max(end, r.finished)
     if not requests:
-        return write_timeline_report(timeline([]), [], RunTotals(0, 0, 0.0), [], flips, csv_path, title, stem=stem)
+        return write_figures(RunFigures(timeline([]), [], RunTotals(0, 0, 0.0), [], flips), csv_path, title, stem=stem)
     line = TimelineBuilder(t0, end)
     tally = PhaseTally(frozenset(str(i) for i in lost_ids))
     failures = 0
@@ -57,8 +57,8 @@ def report_from_csv(
         line.add(r)
         tally.add(r)
         failures += r.failed
-    return write_timeline_report(line.build(), flip_marks(flips, t0), RunTotals(requests, failures, end - t0), tally.figures(),
-                                 flips, csv_path, title, stem=stem)
+    figures = RunFigures(line.build(), flip_marks(flips, t0), RunTotals(requests, failures, end - t0), tally.figures(), flips)
+    return write_figures(figures, csv_path, title, stem=stem)
 
 
 def _measure(rows: int, directory: Path) -> None:

@@ -6,7 +6,7 @@ timeline on its own, for terminals and CI artefact viewers.
 
 Other tools call ``write_report`` (rehearsals, the demo, the bench) and pass extra figures, e.g. the
 bench's ``charts.comparison_chart``; the soak, whose record lives on disk, calls
-``write_timeline_report`` with figures built from its CSV.
+``write_figures`` with figures built from its CSV.
 """
 
 from __future__ import annotations
@@ -57,6 +57,24 @@ def report_paths(out_csv_path: Path, stem: str | None = None) -> tuple[Path, Pat
     return base.with_suffix(".html"), base.with_suffix(".png")
 
 
+@dataclass(frozen=True)
+class RunFigures:
+    """Everything a report shows: the timeline and the lines drawn on it, the headline, the tables."""
+
+    line: Timeline
+    marks: Sequence[FlipMark]
+    totals: RunTotals
+    phases: Sequence[PhaseFigures]
+    flips: Sequence[FlipFigures]
+
+    @classmethod
+    def of(cls, records: Sequence[Record], phases: Sequence[PhaseFigures], flips: Sequence[FlipFigures]) -> "RunFigures":
+        """A run held as records (a rehearsal): deploys and flips marked where they happened."""
+        line = timeline(records)
+        marks = [*deploy_marks(records, line.t0), *flip_marks(flips, line.t0)] if records else []
+        return cls(line, marks, RunTotals.of(records), phases, flips)
+
+
 def write_report(
     records: Sequence[Record],
     phases: Sequence[PhaseFigures],
@@ -69,46 +87,27 @@ def write_report(
     """Write ``<csv stem>.html`` and ``<csv stem>.png`` (or ``<stem>.*``); return (html path, png path).
 
     ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables."""
-    line = timeline(records)
-    marks = [*deploy_marks(records, line.t0), *flip_marks(flips, line.t0)] if records else []
-    return write_timeline_report(line, marks, RunTotals.of(records), phases, flips, out_csv_path, title, extra_charts, stem)
+    return write_figures(RunFigures.of(records, phases, flips), out_csv_path, title, extra_charts, stem)
 
 
-def write_timeline_report(
-    line: Timeline,
-    marks: Sequence[FlipMark],
-    totals: RunTotals,
-    phases: Sequence[PhaseFigures],
-    flips: Sequence[FlipFigures],
-    out_csv_path: Path,
-    title: str,
-    extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
-    stem: str | None = None,
-) -> tuple[Path, Path]:
+def write_figures(figures: RunFigures, out_csv_path: Path, title: str, extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
+                  stem: str | None = None) -> tuple[Path, Path]:
     """``write_report`` from figures already computed: a run too long to hold as records (the soak)
     builds its timeline and tables from its CSV (loadtests/csv_report.py) and comes here, and so
     does one that marks its own lines (the bench: where each way began, each switch commanded)."""
     html_path, png_path = report_paths(out_csv_path, stem)
-    png = png_bytes(timeline_figure(line, sorted(marks, key=lambda m: m.at_s), title))
+    png = png_bytes(timeline_figure(figures.line, sorted(figures.marks, key=lambda m: m.at_s), title))
     png_path.write_bytes(png)
     extras = [(item if isinstance(item, tuple) else ("", item)) for item in extra_charts]
-    page = render_html(totals, phases, flips, title, png, [(caption, png_bytes(figure)) for caption, figure in extras],
-                       csv_name=Path(out_csv_path).name)
+    page = render_html(figures, title, png, [(caption, png_bytes(figure)) for caption, figure in extras], csv_name=Path(out_csv_path).name)
     html_path.write_text(page, encoding="utf-8")
     return html_path, png_path
 
 
-def render_html(
-    totals: RunTotals,
-    phases: Sequence[PhaseFigures],
-    flips: Sequence[FlipFigures],
-    title: str,
-    timeline_png: bytes,
-    extras: Sequence[tuple[str, bytes]] = (),
-    csv_name: str = "",
-) -> str:
+def render_html(figures: RunFigures, title: str, timeline_png: bytes, extras: Sequence[tuple[str, bytes]] = (), csv_name: str = "") -> str:
     """The page as a string (pure apart from the clock in its footer)."""
     e = html.escape
+    totals, phases, flips = figures.totals, figures.phases, figures.flips
     failures, duration = totals.failures, totals.duration_s
     stale = sum(f.stale_after_flip for f in flips)
     rate = f"{totals.requests / duration:.1f}/s" if duration else "n/a"

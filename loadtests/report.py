@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import statistics
 from array import array
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, NamedTuple, Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 
 # The new colour may answer before the flip command has returned (HAProxy applies the map change
@@ -35,21 +35,12 @@ class Record(Protocol):
     def failed(self) -> bool: ...
 
 
-class PlainRecord(NamedTuple):
-    """A request record as plain data, for what is not a live rehearsal's RequestRecord
-    (loadtests/runner.py): a row of a request CSV read back (loadtests/csv_report.py), a bench
-    sample (loadtests/bench/report.py), a test's hand-made request."""
+class PlainRecord(namedtuple("PlainRecord", list(Record.__annotations__), defaults=(None,))):
+    """A request record as plain data, with the Record protocol's fields in its order, for what is
+    not a live rehearsal's RequestRecord (loadtests/runner.py): a row of a request CSV read back
+    (loadtests/csv_report.py), a bench sample (loadtests/bench/report.py), a test's hand-made request."""
 
-    started: float
-    finished: float
-    phase: str
-    status: int
-    version: str
-    colour: str
-    latency_ms: float
-    user: int
-    error: str
-    item_id: object = None
+    __slots__ = ()
 
     @property
     def failed(self) -> bool:

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from loadtests.bench.client import Sample
 from loadtests.bench.figures import Switch
 from loadtests.charts import FlipMark, timeline, timeline_figure
-from loadtests.html_report import RunTotals, write_timeline_report
+from loadtests.html_report import RunFigures, RunTotals, write_figures
 from loadtests.report import FlipFigures, PlainRecord, flip_figures, phase_figures, write_csv
 
 
@@ -66,4 +66,4 @@ def write_bench_report(runs: Sequence[WayRun], comparison: Figure, out: Path, ti
     for run, way_records in per_way:
         own = timeline(way_records)
         charts.append((f"{run.way}: its timeline", timeline_figure(own, switch_marks(run, own.t0), f"{run.way}: {len(run.switches)} switches")))
-    return write_timeline_report(line, marks, RunTotals.of(records), phase_figures(records), flips, csv_path, title, charts, stem="report")
+    return write_figures(RunFigures(line, marks, RunTotals.of(records), phase_figures(records), flips), csv_path, title, charts, stem="report")
