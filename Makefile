@@ -63,13 +63,14 @@ proxy-cost: venv base-image wrk
 demo-latency: venv
 	$(BIN)/python -m loadtests.demo_latency --stack $(STACK) --json demo-latency/results.json $(DEMO_LATENCY_ARGS)
 
-# Five ways of switching versions side by side, one run (README "make bench"): bench/results.json
-# and bench/results.md. BENCH_SWITCHES (default 20) switches per way; BENCH_ARGS for the rest.
+# Five ways of switching versions side by side, one run (README "make bench"): bench/results.json,
+# results.md, comparison.png, requests.csv and the cutover report (report.html, report.png). BENCH_SWITCHES (default 20) switches per way; BENCH_ARGS for the rest.
 BENCH_SWITCHES ?= 20
 bench: venv base-image
 	$(BIN)/python -m loadtests.bench --switches $(BENCH_SWITCHES) $(BENCH_ARGS)
 
-# The soak (README "make soak"): >= SOAK_REQUESTS requests over >= SOAK_FLIPS flips; soak/summary.json.
+# The soak (README "make soak"): >= SOAK_REQUESTS requests over >= SOAK_FLIPS flips; soak/summary.json,
+# requests.csv and the cutover report (report.html, report.png).
 SOAK_REQUESTS ?= 1000000
 SOAK_FLIPS ?= 100
 soak: venv base-image

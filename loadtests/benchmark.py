@@ -22,7 +22,8 @@ the mix (a mix with slow requests makes p99 a measure of them, and idles the use
 The version shown for the proxy is the one it stamps on its response (``X-Cutover-Version``); the
 direct container's is the version of the image it was started from, the live colour's.
 
-Exit status: 0 when every request succeeded, 1 when any failed, 2 when the benchmark could not run.
+Exit status: 0 when every request succeeded; 1 when any failed, on bad input or when the benchmark could not
+run (one sentence on stderr, loadtests/cli.py).
 Locust runs in this one process, on one core: when its CPU use nears 100 % the figures measure the
 load generator as much as the proxy, and the output says so.
 """
@@ -35,7 +36,6 @@ from loadtests.runner import LoadRun  # noqa: I001  (import order matters)
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 import urllib.error
@@ -49,6 +49,7 @@ from locust import User, task
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.cli import Parser, run_measurement
 from loadtests.report import percentile
 from loadtests.users import WRITE_TAG, KeepAliveUser, rehearsal_users
 from simulator.docker_driver import DockerDriver, connect
@@ -457,8 +458,7 @@ def _fmt_ratio(value: float | None) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.benchmark", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m loadtests.benchmark", description=__doc__)
     parser.add_argument("--stack", default="ci")
     parser.add_argument("--users", type=int, default=50, help="concurrency of the proxy's max-rps run (default 50)")
     parser.add_argument("--fair-users", type=int, default=10, help="concurrency of the proxy-vs-direct runs (default 10)")
@@ -474,20 +474,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum, _frame) -> None:
-    # SIGTERM as an exception, so the direct container's cleanup (a finally) still runs.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        summary = benchmark(args)
-    except (CutoverError, SpecError, AppError, docker.errors.DockerException) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
-        return 2
-    return 1 if summary["failures"] else 0
+    return run_measurement(lambda: benchmark(args), (CutoverError, SpecError, AppError, docker.errors.DockerException))
 
 
 if __name__ == "__main__":

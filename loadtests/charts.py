@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import re
+from array import array
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -19,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402  (after the backend is chosen)
+from matplotlib.lines import Line2D  # noqa: E402
 
 from loadtests.report import FlipFigures, Record, percentile  # noqa: E402
 
@@ -57,36 +60,50 @@ def bucket_seconds(duration_s: float) -> float:
     return float(-(-int(duration_s) // MAX_BUCKETS))
 
 
-def timeline(records: Sequence[Record], bucket_s: float | None = None) -> Timeline:
-    """Requests per second by version served, failures per second, and p50/p99 latency per bucket.
+class TimelineBuilder:
+    """A timeline accumulated one request at a time, so a run read back from its CSV (a soak's
+    million requests) never has to be in memory as records: only each bucket's latencies are kept,
+    as C doubles (8 bytes a request)."""
 
-    A request counts in the bucket in which it *finished* (when its answer, and version, is known)."""
+    def __init__(self, t0: float, end: float, bucket_s: float | None = None) -> None:
+        self.t0 = t0
+        self.size = bucket_s or bucket_seconds(end - t0)
+        self.count = int((end - t0) // self.size) + 1
+        self.per_version: dict[str, list[float]] = {}
+        self.failures = [0.0] * self.count
+        self.latencies = [array("d") for _ in range(self.count)]
+
+    def add(self, r: Record) -> None:
+        """A request counts in the bucket in which it *finished* (when its answer, and version, is known)."""
+        index = min(max(int((r.finished - self.t0) // self.size), 0), self.count - 1)
+        self.latencies[index].append(r.latency_ms)
+        if r.failed:
+            self.failures[index] += 1
+        else:
+            self.per_version.setdefault(r.version or "none", [0.0] * self.count)[index] += 1
+
+    def build(self) -> Timeline:
+        rate = 1.0 / self.size
+        ordered = [sorted(values) for values in self.latencies]
+        return Timeline(
+            bucket_s=self.size,
+            starts=[i * self.size for i in range(self.count)],
+            per_version={v: [n * rate for n in counts] for v, counts in sorted(self.per_version.items())},
+            failures=[n * rate for n in self.failures],
+            p50_ms=[percentile(values, 50) if values else None for values in ordered],
+            p99_ms=[percentile(values, 99) if values else None for values in ordered],
+            t0=self.t0,
+        )
+
+
+def timeline(records: Sequence[Record], bucket_s: float | None = None) -> Timeline:
+    """Requests per second by version served, failures per second, and p50/p99 latency per bucket."""
     if not records:
         return Timeline(1.0, [], {}, [], [], [], 0.0)
-    t0 = min(r.started for r in records)
-    end = max(r.finished for r in records)
-    size = bucket_s or bucket_seconds(end - t0)
-    count = int((end - t0) // size) + 1
-    per_version: dict[str, list[float]] = {}
-    failures = [0.0] * count
-    latencies: list[list[float]] = [[] for _ in range(count)]
+    builder = TimelineBuilder(min(r.started for r in records), max(r.finished for r in records), bucket_s)
     for r in records:
-        index = min(int((r.finished - t0) // size), count - 1)
-        latencies[index].append(r.latency_ms)
-        if r.failed:
-            failures[index] += 1
-        else:
-            per_version.setdefault(r.version or "none", [0.0] * count)[index] += 1
-    rate = 1.0 / size
-    return Timeline(
-        bucket_s=size,
-        starts=[i * size for i in range(count)],
-        per_version={v: [n * rate for n in counts] for v, counts in sorted(per_version.items())},
-        failures=[n * rate for n in failures],
-        p50_ms=[percentile(sorted(values), 50) if values else None for values in latencies],
-        p99_ms=[percentile(sorted(values), 99) if values else None for values in latencies],
-        t0=t0,
-    )
+        builder.add(r)
+    return builder.build()
 
 
 def flip_marks(flips: Iterable[FlipFigures], t0: float) -> list[FlipMark]:
@@ -114,7 +131,14 @@ def deploy_marks(records: Iterable[Record], t0: float) -> list[FlipMark]:
 
 
 # Not the colours of the versions' areas (C0, C1, ...) nor the failures' red.
-_MARK_STYLE = {"switch": ("black", "--"), "rollback": ("darkviolet", ":"), "deploy": ("grey", "-.")}
+_MARK_STYLE = {"switch": ("black", "--"), "rollback": ("darkviolet", ":"), "deploy": ("grey", "-."), "phase": ("teal", "-")}
+# More flips (switches and rollbacks together) than this, a soak's hundred, are drawn as thin lines
+# without labels: the labels would cover each other and the data; the legend counts each kind.
+MAX_LABELLED_MARKS = 24
+
+
+def _group(kind: str) -> str:
+    return "flip" if kind in ("switch", "rollback") else kind
 
 
 def timeline_figure(line: Timeline, marks: Sequence[FlipMark], title: str) -> Figure:
@@ -142,12 +166,15 @@ def timeline_figure(line: Timeline, marks: Sequence[FlipMark], title: str) -> Fi
             latency_axis.set_yscale("log")
     else:
         rate_axis.text(0.5, 0.5, "no requests recorded", ha="center", va="center", transform=rate_axis.transAxes)
+    per_kind = Counter(mark.kind for mark in marks)
+    per_group = Counter(_group(mark.kind) for mark in marks)
+    crowded = {kind for kind in per_kind if per_group[_group(kind)] > MAX_LABELLED_MARKS}
     for axis in (rate_axis, latency_axis):
         for mark in marks:
             colour, dash = _MARK_STYLE[mark.kind]
-            axis.axvline(mark.at_s, color=colour, linestyle=dash, linewidth=1.5)
+            axis.axvline(mark.at_s, color=colour, linestyle=dash, linewidth=0.8 if mark.kind in crowded else 1.5)
         axis.grid(True, alpha=0.3)
-    for mark in marks:
+    for mark in (m for m in marks if m.kind not in crowded):
         colour, _ = _MARK_STYLE[mark.kind]
         # Labels sit just inside the top of the rate panel, rotated so that close flips do not overlap.
         rate_axis.text(mark.at_s, 0.98, f" {mark.label}", transform=rate_axis.get_xaxis_transform(), rotation=90,
@@ -156,7 +183,9 @@ def timeline_figure(line: Timeline, marks: Sequence[FlipMark], title: str) -> Fi
     rate_axis.set_ylabel(f"requests/s ({line.bucket_s:g} s buckets)")
     rate_axis.set_ylim(bottom=0)
     if x:
-        rate_axis.legend(loc="lower left", fontsize=8)
+        kinds = [Line2D([], [], color=_MARK_STYLE[k][0], linestyle=_MARK_STYLE[k][1], label=f"{k} ({n})") for k, n in sorted(per_kind.items())]
+        handles, _ = rate_axis.get_legend_handles_labels()
+        rate_axis.legend(handles=handles + kinds, loc="lower left", fontsize=8)
     latency_axis.set_ylabel("latency ms")
     latency_axis.set_xlabel("seconds since the first request")
     if x:

@@ -7,7 +7,8 @@ generator (this process: Locust runs on one core) and the app containers used; a
 a PostgreSQL database, how many new database sessions the run opened (``pg_stat_database.sessions``):
 with a pool that keeps its connections that stays near the pool's size, not near the write count.
 
-Exit status: 0 when every request succeeded, 1 when any failed, 2 when it could not run.
+Exit status: 0 when every request succeeded; 1 when any failed, on bad input or when it could not run (one
+sentence on stderr, loadtests/cli.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from loadtests.runner import LoadRun  # noqa: I001
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -27,6 +27,7 @@ import docker.errors
 from rich.console import Console
 from rich.table import Table
 
+from loadtests.cli import Parser, run_measurement
 from loadtests.benchmark import get
 from loadtests.latency_figures import by_name
 from loadtests.proxy_cost import CpuMeter
@@ -126,8 +127,7 @@ def demo_latency(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.demo_latency", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m loadtests.demo_latency", description=__doc__)
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--users", type=int, default=40, help="keep-alive users (default 40, the rehearsal's)")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window (default 30)")
@@ -140,19 +140,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum, _frame) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        summary = demo_latency(args)
-    except (CutoverError, SpecError, AppError, docker.errors.DockerException) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
-        return 2
-    return 1 if summary["failures"] else 0
+    return run_measurement(lambda: demo_latency(args), (CutoverError, SpecError, AppError, docker.errors.DockerException))
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ The HTML carries its CSS inline and every picture as a base64 ``data:`` URI — 
 any other file — so it can be attached to a CI run, mailed, or opened offline. The PNG is the same
 timeline on its own, for terminals and CI artefact viewers.
 
-Other tools call ``write_report`` (rehearsals, the demo, the soak) and pass extra figures, e.g. the
-benchmark's ``charts.comparison_chart``.
+Other tools call ``write_report`` (rehearsals, the demo, the bench) and pass extra figures, e.g. the
+bench's ``charts.comparison_chart``; the soak, whose record lives on disk, calls
+``write_figures`` with figures built from its CSV.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from matplotlib.figure import Figure
 
-from loadtests.charts import deploy_marks, flip_marks, png_bytes, timeline, timeline_figure
+from loadtests.charts import FlipMark, Timeline, deploy_marks, flip_marks, png_bytes, timeline, timeline_figure
 from loadtests.report import FlipFigures, PhaseFigures, Record
 
 _CSS = """
@@ -33,10 +35,44 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
-def report_paths(out_csv_path: Path) -> tuple[Path, Path]:
-    """The report's two files sit beside the CSV and share its name: run.csv -> run.html, run.png."""
+@dataclass(frozen=True)
+class RunTotals:
+    """The headline of a report: what the page says before its tables."""
+
+    requests: int
+    failures: int
+    duration_s: float
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> "RunTotals":
+        duration = (max(r.finished for r in records) - min(r.started for r in records)) if records else 0.0
+        return cls(len(records), sum(1 for r in records if r.failed), duration)
+
+
+def report_paths(out_csv_path: Path, stem: str | None = None) -> tuple[Path, Path]:
+    """The report's two files sit beside the CSV and share its name (run.csv -> run.html, run.png),
+    or are named ``stem`` (the soak's requests.csv -> report.html, report.png)."""
     out_csv_path = Path(out_csv_path)
-    return out_csv_path.with_suffix(".html"), out_csv_path.with_suffix(".png")
+    base = out_csv_path.with_name(stem) if stem else out_csv_path.with_suffix("")
+    return base.with_suffix(".html"), base.with_suffix(".png")
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    """Everything a report shows: the timeline and the lines drawn on it, the headline, the tables."""
+
+    line: Timeline
+    marks: Sequence[FlipMark]
+    totals: RunTotals
+    phases: Sequence[PhaseFigures]
+    flips: Sequence[FlipFigures]
+
+    @classmethod
+    def of(cls, records: Sequence[Record], phases: Sequence[PhaseFigures], flips: Sequence[FlipFigures]) -> "RunFigures":
+        """A run held as records (a rehearsal): deploys and flips marked where they happened."""
+        line = timeline(records)
+        marks = [*deploy_marks(records, line.t0), *flip_marks(flips, line.t0)] if records else []
+        return cls(line, marks, RunTotals.of(records), phases, flips)
 
 
 def write_report(
@@ -46,37 +82,35 @@ def write_report(
     out_csv_path: Path,
     title: str,
     extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
+    stem: str | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``<csv stem>.html`` and ``<csv stem>.png``; return (html path, png path).
+    """Write ``<csv stem>.html`` and ``<csv stem>.png`` (or ``<stem>.*``); return (html path, png path).
 
     ``extra_charts`` are figures (or (caption, figure) pairs) added to the HTML after the tables."""
-    html_path, png_path = report_paths(out_csv_path)
-    line = timeline(records)
-    marks = sorted(deploy_marks(records, line.t0) + flip_marks(flips, line.t0), key=lambda m: m.at_s) if records else []
-    png = png_bytes(timeline_figure(line, marks, title))
+    return write_figures(RunFigures.of(records, phases, flips), out_csv_path, title, extra_charts, stem)
+
+
+def write_figures(figures: RunFigures, out_csv_path: Path, title: str, extra_charts: Sequence[Figure | tuple[str, Figure]] = (),
+                  stem: str | None = None) -> tuple[Path, Path]:
+    """``write_report`` from figures already computed: a run too long to hold as records (the soak)
+    builds its timeline and tables from its CSV (loadtests/csv_report.py) and comes here, and so
+    does one that marks its own lines (the bench: where each way began, each switch commanded)."""
+    html_path, png_path = report_paths(out_csv_path, stem)
+    png = png_bytes(timeline_figure(figures.line, sorted(figures.marks, key=lambda m: m.at_s), title))
     png_path.write_bytes(png)
     extras = [(item if isinstance(item, tuple) else ("", item)) for item in extra_charts]
-    page = render_html(records, phases, flips, title, png, [(caption, png_bytes(figure)) for caption, figure in extras],
-                       csv_name=Path(out_csv_path).name)
+    page = render_html(figures, title, png, [(caption, png_bytes(figure)) for caption, figure in extras], csv_name=Path(out_csv_path).name)
     html_path.write_text(page, encoding="utf-8")
     return html_path, png_path
 
 
-def render_html(
-    records: Sequence[Record],
-    phases: Sequence[PhaseFigures],
-    flips: Sequence[FlipFigures],
-    title: str,
-    timeline_png: bytes,
-    extras: Sequence[tuple[str, bytes]] = (),
-    csv_name: str = "",
-) -> str:
+def render_html(figures: RunFigures, title: str, timeline_png: bytes, extras: Sequence[tuple[str, bytes]] = (), csv_name: str = "") -> str:
     """The page as a string (pure apart from the clock in its footer)."""
     e = html.escape
-    failures = sum(1 for r in records if r.failed)
+    totals, phases, flips = figures.totals, figures.phases, figures.flips
+    failures, duration = totals.failures, totals.duration_s
     stale = sum(f.stale_after_flip for f in flips)
-    duration = (max(r.finished for r in records) - min(r.started for r in records)) if records else 0.0
-    rate = f"{len(records) / duration:.1f}/s" if duration else "n/a"
+    rate = f"{totals.requests / duration:.1f}/s" if duration else "n/a"
     verdict = ('<span class="ok">no request failed, none reached the old colour after a flip</span>'
                if not failures and not stale else
                f'<span class="failed">{failures} failed request(s), {stale} stale response(s) after a flip</span>')
@@ -85,7 +119,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(title)}</h1>",
-        f'<p class="summary">{len(records)} requests in {duration:.1f} s ({rate}), '
+        f'<p class="summary">{totals.requests} requests in {duration:.1f} s ({rate}), '
         f"{len(flips)} flip(s): {verdict}.</p>",
         f'<img alt="timeline: requests per second by version served, latency, flips" src="{_data_uri(timeline_png)}">',
         "<h2>Per phase</h2>",

@@ -23,7 +23,8 @@ processes to one CPU (taskset) so the rest get the other.
 Output: a table per concurrency (rates, p50/p99, proxy/direct ratios, CPU) and JSON (``--json``).
 ``--compare BEFORE.json`` prints an earlier run's ratios beside this one's (before/after a change).
 wrk is Debian's (``apt-get install wrk``; scripts/ensure-wrk.sh does it as root).
-Exit status: 0 when every request succeeded, 1 when any failed, 2 when the benchmark could not run.
+Exit status: 0 when every request succeeded; 1 when any failed, on bad input or when the benchmark could not
+run (one sentence on stderr, loadtests/cli.py).
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -54,6 +54,7 @@ from stacks.app import AppError
 from stacks.spec import SpecError, load_stack
 from stacks.topology import app_container_name, proxy_container_name
 
+from loadtests.cli import Parser, run_measurement
 from loadtests.latency_figures import GOAL_P99, GOAL_RATE, Run, WrkResult, merged_percentile, parse_wrk_output, split, summarise
 
 # Wide enough for the table when the output is a file or a CI log (a terminal keeps its own width).
@@ -294,8 +295,7 @@ def print_comparison(before: dict, after: dict) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.proxy_cost", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m loadtests.proxy_cost", description=__doc__)
     parser.add_argument("--stack", default="ci")
     parser.add_argument("--concurrency", default="10,50,100", help="comma-separated connection counts (default 10,50,100)")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured length of each wrk run (default 10)")
@@ -319,19 +319,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum, _frame) -> None:
-    raise SystemExit(128 + signum)  # so the direct containers' cleanup (a finally) still runs
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
-        summary = proxy_cost(args)
-    except (CutoverError, SpecError, AppError, docker.errors.DockerException, OSError) as exc:
-        Console(stderr=True).print(f"[bold red]error:[/bold red] {exc}")
-        return 2
-    return 1 if summary["failures"] else 0
+    return run_measurement(lambda: proxy_cost(args), (CutoverError, SpecError, AppError, docker.errors.DockerException, OSError))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections import Counter
+from array import array
+from collections import Counter, namedtuple
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
@@ -32,6 +33,18 @@ class Record(Protocol):
 
     @property
     def failed(self) -> bool: ...
+
+
+class PlainRecord(namedtuple("PlainRecord", list(Record.__annotations__), defaults=(None,))):
+    """A request record as plain data, with the Record protocol's fields in its order, for what is
+    not a live rehearsal's RequestRecord (loadtests/runner.py): a row of a request CSV read back
+    (loadtests/csv_report.py), a bench sample (loadtests/bench/report.py), a test's hand-made request."""
+
+    __slots__ = ()
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or not 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -71,26 +84,39 @@ def acknowledged_writes(records: Iterable[Record]) -> set[int]:
     return {r.item_id for r in records if r.item_id is not None}
 
 
-def phase_figures(records: Iterable[Record], lost_ids: frozenset[int] = frozenset()) -> list[PhaseFigures]:
-    by_phase: dict[str, list[Record]] = {}
+class PhaseTally:
+    """Per-phase figures accumulated one request at a time, so a run read back from its CSV need
+    not be held as records: per phase, counters and its latencies as C doubles."""
+
+    def __init__(self, lost_ids: frozenset = frozenset()) -> None:
+        self.lost_ids = lost_ids
+        self._phases: dict[str, tuple[Counter, Counter, array]] = {}  # (counts, versions, latencies)
+
+    def add(self, r: Record) -> None:
+        counts, versions, latencies = self._phases.setdefault(r.phase, (Counter(), Counter(), array("d")))
+        counts["requests"] += 1
+        counts["failures"] += r.failed
+        counts["writes"] += r.item_id is not None
+        counts["lost"] += r.item_id is not None and r.item_id in self.lost_ids
+        versions[r.version or "none"] += 1
+        latencies.append(r.latency_ms)
+
+    def figures(self) -> list[PhaseFigures]:
+        result = []
+        for phase, (counts, versions, latencies) in self._phases.items():
+            ordered = sorted(latencies)
+            result.append(PhaseFigures(
+                phase=phase, requests=counts["requests"], failures=counts["failures"], versions=dict(sorted(versions.items())),
+                p50_ms=percentile(ordered, 50), p99_ms=percentile(ordered, 99), writes=counts["writes"], lost=counts["lost"],
+            ))
+        return result
+
+
+def phase_figures(records: Iterable[Record], lost_ids: frozenset = frozenset()) -> list[PhaseFigures]:
+    tally = PhaseTally(lost_ids)
     for record in records:
-        by_phase.setdefault(record.phase, []).append(record)
-    result = []
-    for phase, group in by_phase.items():
-        latencies = sorted(r.latency_ms for r in group)
-        result.append(
-            PhaseFigures(
-                phase=phase,
-                requests=len(group),
-                failures=sum(1 for r in group if r.failed),
-                versions=dict(sorted(Counter(r.version or "none" for r in group).items())),
-                p50_ms=percentile(latencies, 50),
-                p99_ms=percentile(latencies, 99),
-                writes=sum(1 for r in group if r.item_id is not None),
-                lost=sum(1 for r in group if r.item_id in lost_ids),
-            )
-        )
-    return result
+        tally.add(record)
+    return tally.figures()
 
 
 def flip_figures(records: Sequence[Record], label: str, to_colour: str, returned_at: float, until: float) -> FlipFigures:
@@ -114,8 +140,13 @@ def flip_figures(records: Sequence[Record], label: str, to_colour: str, returned
     )
 
 
+def record_fields(record: Record) -> list[str]:
+    """The CSV's columns: a RequestRecord's (dataclass) or a PlainRecord's (named tuple) fields."""
+    return list(record._fields) if isinstance(record, tuple) else [f.name for f in fields(record)]
+
+
 def write_csv(records: Sequence[Record], path: Path) -> None:
-    names = [f.name for f in fields(records[0])] if records else ["started"]
+    names = record_fields(records[0]) if records else ["started"]
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)

@@ -9,7 +9,8 @@ through both colours (rehearsal.missing_writes). What differs is the shape: flip
 ``--requests`` and ``--flips`` are reached (or ``--max-seconds`` runs out), and the record is
 streamed to CSV as it goes: only the last minute or so of requests stays in memory (a flip's
 figures need the requests around it, and a request reports only when it finishes: up to the
-users' 30 s network timeout later), plus the ids of the acknowledged writes.
+users' 30 s network timeout later), plus the ids of the acknowledged writes. The cutover report
+(report.html, report.png) is built from that CSV afterwards (loadtests/csv_report.py).
 
 Exit status: 0 when no request failed, no write was lost and no request sent after a flip reached
 the old colour; 1 otherwise, on bad input, or when the soak could not run.
@@ -29,6 +30,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from loadtests.bench.stack import forget_images, write_stack
+from loadtests.cli import Parser, positive
+from loadtests.csv_report import report_from_csv
 from loadtests.rehearsal import missing_writes
 from loadtests.report import FlipFigures, percentile
 from loadtests.soak_record import StreamedRecord, figure_ready
@@ -43,27 +46,8 @@ LATE_S = KeepAliveUser.network_timeout + 5.0
 MAX_REFUSED = 10  # refused flips (preflight said no, live colour unchanged) before the soak gives up
 
 
-def positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} is not above 0")
-        return value
-
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # bad input: one sentence, exit 1
-        print(f"error: {message.rstrip('.')}.", file=sys.stderr)
-        sys.exit(1)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m loadtests.soak", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m loadtests.soak", description=__doc__)
     parser.add_argument("--stack", default="soak", help="the soak stack (default: soak)")
     parser.add_argument("--live-port", type=positive(int), default=19930, help="its live port; the preview is the next one (default: 19930)")
     parser.add_argument("--requests", type=positive(int), default=1_000_000, help="at least this many requests (default: 1,000,000)")
@@ -71,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flip-every", type=positive(float), default=3.0, help="seconds of load after each flip returned (default: 3)")
     parser.add_argument("--users", type=positive(int), default=20, help="keep-alive Locust users (default: 20)")
     parser.add_argument("--max-seconds", type=positive(float), default=4 * 3600.0, help="the load stops by itself after this long (default: 4 h)")
-    parser.add_argument("--out", default="soak", help="directory for requests.csv and summary.json (default: soak)")
+    parser.add_argument("--out", default="soak", help="directory for requests.csv, summary.json, report.html and report.png (default: soak)")
     parser.add_argument("--down", action="store_true", help="remove the soak stack (and its volumes) afterwards")
     parser.add_argument("--fresh", action="store_true", help="start from nothing: remove the stack and forget its app's images first (after the demo changed)")
     return parser.parse_args(argv)
@@ -131,6 +115,11 @@ def soak(args: argparse.Namespace) -> dict:
     lost = frozenset().union(*missing.values()) if missing else frozenset()
     summary = summarise(record, flips, lost, missing, time.time() - started, load.stopped_because)
     summary["flips_refused"] = refused
+    # From the CSV on disk, not from memory: the soak never held its million records at once.
+    print(f"  writing the report from {record.path}", flush=True)
+    html_path, png_path = report_from_csv(record.path, flips, f"soak on stack {args.stack}: {summary['requests']:,} requests, "
+                                          f"{summary['flips']} flips, {summary['failures']} failed, {summary['writes_lost']} writes lost", lost)
+    summary["report_html"], summary["report_png"] = str(html_path), str(png_path)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     if args.down:
         sim.down(with_volumes=True)
@@ -193,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['failures']} failed, {summary['writes_acknowledged']:,} writes acknowledged, {summary['writes_lost']} lost")
     print(f"first response from the new colour (ms after the flip returned): {first}")
     print(f"stale responses after the flip: {stale}")
-    print(f"record: {summary['record']}; summary: {Path(args.out) / 'summary.json'}")
+    print(f"record: {summary['record']}; summary: {Path(args.out) / 'summary.json'}; report: {summary['report_html']}, {summary['report_png']}")
     problems = verdict(summary, args)
     for problem in problems:
         print(f"FAILED: {problem}")

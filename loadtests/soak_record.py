@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import time
 from collections import Counter
-from dataclasses import fields
 from pathlib import Path
 
-from loadtests.report import FLIP_LOOKBACK_S, FlipFigures, flip_figures
+from loadtests.report import FLIP_LOOKBACK_S, FlipFigures, flip_figures, record_fields
 
 
 class StreamedRecord:
@@ -43,7 +42,7 @@ class StreamedRecord:
         # Runs between two greenlet switches (no I/O above): no request can report in between.
         self.load.records = keep
         if gone and not self._names:
-            self._names = [f.name for f in fields(gone[0])]
+            self._names = record_fields(gone[0])
             self._writer.writerow(self._names)
         for r in gone:
             self._writer.writerow([getattr(r, n) for n in self._names])

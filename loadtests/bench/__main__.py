@@ -5,7 +5,10 @@ the same load (loadtests/bench/client.py: keep-alive connections sending GET /ve
 and the same machine, one way after the other: cutover's HAProxy map flip, stop-then-start, nginx
 reload, HAProxy reload and Caddy's /load. Each way switches ``--switches`` times between the two
 versions; the figures (loadtests/bench/figures.py says how each is defined) go to
-``--out``/results.json and results.md, and the Markdown table is printed.
+``--out``/results.json and results.md, and the Markdown table is printed. Every measured request goes
+to ``--out``/requests.csv, and the cutover report beside it (report.html: the whole run's timeline,
+the per-way and per-switch tables, the comparison chart, each way's timeline; report.png: the
+timeline), as a rehearsal writes (loadtests/bench/report.py).
 
 The bench stack stays up afterwards (``--down`` removes it); the other ways' containers are removed.
 Exit status: 0 when the run completed (whatever it measured), 1 on bad input or when it could not run.
@@ -23,9 +26,11 @@ from pathlib import Path
 
 from loadtests.bench.client import KeepAliveLoad
 from loadtests.bench.figures import Switch, WayFigures, markdown_table, way_figures
+from loadtests.bench.report import WayRun, write_bench_report
 from loadtests.bench import ways as w
 from loadtests.bench.stack import VERSIONS, forget_images, write_stack
 from loadtests.charts import comparison_chart, png_bytes
+from loadtests.cli import Parser, fail, positive
 from simulator.errors import CutoverError
 from simulator.operations import Simulator
 from stacks.spec import SpecError
@@ -39,39 +44,19 @@ def say(line: str) -> None:
     print(f"  {line}", flush=True)
 
 
-def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(1)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is below 1")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # bad input: one sentence, exit 1
-        fail(f"{message.rstrip('.')}.")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog="python -m loadtests.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m loadtests.bench", description=__doc__)
     parser.add_argument("--stack", default="bench", help="the bench stack (default: bench)")
-    parser.add_argument("--base-port", type=positive_int, default=19920,
+    parser.add_argument("--base-port", type=positive(int), default=19920,
                         help="the stack's live port; preview +1, stop-then-start +2, nginx +3, HAProxy +4, Caddy +5 (default: 19920)")
-    parser.add_argument("--switches", type=positive_int, default=int(os.environ.get("BENCH_SWITCHES", "20")),
+    parser.add_argument("--switches", type=positive(int), default=int(os.environ.get("BENCH_SWITCHES", "20")),
                         help="switches per way (default: $BENCH_SWITCHES or 20)")
-    parser.add_argument("--connections", type=positive_int, default=8, help="keep-alive connections of the load (default: 8)")
+    parser.add_argument("--connections", type=positive(int), default=8, help="keep-alive connections of the load (default: 8)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the first switch, not measured (default: 3)")
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of steady load measured before the first switch (default: 5)")
     parser.add_argument("--hold", type=float, default=2.0, help="seconds of load after each switch converged (default: 2)")
     parser.add_argument("--ways", default=",".join(WAYS), help=f"comma-separated, from: {', '.join(WAYS)} (default: all)")
-    parser.add_argument("--out", default="bench", help="directory for results.json and results.md (default: bench)")
+    parser.add_argument("--out", default="bench", help="directory for results.json, results.md, comparison.png, requests.csv, report.html and report.png (default: bench)")
     parser.add_argument("--down", action="store_true", help="remove the bench stack (and its volumes) afterwards")
     parser.add_argument("--fresh", action="store_true", help="start from nothing: remove the stack and forget its app's images first (after the demo changed)")
     args = parser.parse_args(argv)
@@ -95,7 +80,7 @@ def wait_all_new(load: KeepAliveLoad, version: str, since: float) -> bool:
     return False
 
 
-def measure(way, args: argparse.Namespace) -> WayFigures:
+def measure(way, args: argparse.Namespace) -> tuple[WayFigures, WayRun]:
     say(f"{way.name}: {args.switches} switches under {args.connections} keep-alive connections on 127.0.0.1:{way.port}")
     budget = args.warmup + args.steady + args.switches * (CONVERGE_DEADLINE_S + args.hold + 60)
     load = KeepAliveLoad(way.port, args.connections, max_seconds=budget)
@@ -125,10 +110,11 @@ def measure(way, args: argparse.Namespace) -> WayFigures:
                                                "waited on and retried; measured from the retry"]))
     figures = way_figures(way.name, load.samples, switches, measured_from, notes)
     say(f"  {figures.requests} requests, {figures.failed} failed {figures.failures_by_kind or ''}, converged p50 {figures.converge_ms_p50} ms")
-    return figures
+    # The report's timeline shows the measured run, as the figures do (not the warm-up).
+    return figures, WayRun(figures.way, [s for s in load.samples if s.started >= measured_from], switches)
 
 
-def run(args: argparse.Namespace) -> list[WayFigures]:
+def run(args: argparse.Namespace) -> tuple[list[WayFigures], list[WayRun]]:
     os.environ["CUTOVER_STACKS_DIR"] = str(write_stack(args.stack, args.base_port))
     sim = Simulator.for_stack(args.stack, say=say)
     if args.fresh:
@@ -145,7 +131,7 @@ def run(args: argparse.Namespace) -> list[WayFigures]:
     images = {v: images[v] for v in VERSIONS}
     if set(args.ways) & {"nginx", "haproxy", "caddy"}:
         w.build_proxy_images(sim.client, sim.spec.base_image, say)
-    rows = []
+    rows, runs = [], []
     pair = w.AppPair(sim, images, f"{w.network_name(sim.spec)}-alt")
     try:
         if set(args.ways) & {"nginx", "haproxy", "caddy"}:
@@ -160,17 +146,19 @@ def run(args: argparse.Namespace) -> list[WayFigures]:
             }[key]()
             try:
                 way.setup()
-                rows.append(measure(way, args))
+                figures, way_run = measure(way, args)
+                rows.append(figures)
+                runs.append(way_run)
             finally:
                 way.teardown()
     finally:
         pair.remove()
         if args.down:
             sim.down(with_volumes=True)
-    return rows
+    return rows, runs
 
 
-def write_results(rows: list[WayFigures], args: argparse.Namespace) -> Path:
+def write_results(rows: list[WayFigures], runs: list[WayRun], args: argparse.Namespace) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {
@@ -186,19 +174,21 @@ def write_results(rows: list[WayFigures], args: argparse.Namespace) -> Path:
     figure = comparison_chart([asdict(r) for r in rows], list(CHART_METRICS), label_key="way",
                               title=f"{args.switches} switches per way, {args.connections} keep-alive connections")
     (out / "comparison.png").write_bytes(png_bytes(figure))
+    say(f"writing the report: {out / 'requests.csv'}, {out / 'report.html'}, {out / 'report.png'}")
+    write_bench_report(runs, figure, out, f"make bench: {len(rows)} way(s), {args.switches} switches each, {args.connections} keep-alive connections")
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        rows = run(args)
+        rows, runs = run(args)
     except (CutoverError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    out = write_results(rows, args)
+    out = write_results(rows, runs, args)
     print(markdown_table(rows))
-    print(f"results: {out / 'results.json'}, {out / 'results.md'}")
+    print(f"results: {out / 'results.json'}, {out / 'results.md'}; report: {out / 'report.html'}, {out / 'report.png'}")
     return 0
 
 

@@ -27,6 +27,7 @@ class Sample(NamedTuple):
     status: int  # 0: no response
     version: str
     error: str  # "" or the kind: "connection refused", "connection reset", "timeout", ...
+    connection: int = 0  # which of the load's connections (threads) sent it: the report's "users moved"
 
     @property
     def failed(self) -> bool:
@@ -66,7 +67,7 @@ class KeepAliveLoad:
 
     def start(self) -> None:
         self._deadline = time.monotonic() + self.max_seconds
-        self._threads = [threading.Thread(target=self._run, daemon=True, name=f"bench-load-{i}") for i in range(self.connections)]
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True, name=f"bench-load-{i}") for i in range(self.connections)]
         for thread in self._threads:
             thread.start()
 
@@ -79,7 +80,7 @@ class KeepAliveLoad:
     def running(self) -> bool:
         return not self._stop.is_set() and time.monotonic() < self._deadline and len(self.samples) < self.max_requests
 
-    def _run(self) -> None:
+    def _run(self, connection: int) -> None:
         conn: http.client.HTTPConnection | None = None
         while self.running:
             if conn is None:
@@ -89,12 +90,12 @@ class KeepAliveLoad:
                 conn.request("GET", self.path)
                 response = conn.getresponse()
                 response.read()
-                sample = Sample(started, time.time(), response.status, response.getheader(VERSION_HEADER) or "", "")
+                sample = Sample(started, time.time(), response.status, response.getheader(VERSION_HEADER) or "", "", connection)
                 if response.will_close:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException) as exc:
-                sample = Sample(started, time.time(), 0, "", error_kind(exc))
+                sample = Sample(started, time.time(), 0, "", error_kind(exc), connection)
                 conn.close()
                 conn = None
             self.samples.append(sample)

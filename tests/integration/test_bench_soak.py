@@ -1,6 +1,7 @@
 """The short forms of make bench and make soak, for real: 2 switches per way and a 3-flip soak on
 one small stack (`benchtest`, ports 19932-19937; the bench leaves it up for the soak, which removes
-it). They prove the harness runs and counts, never
+it). They prove the harness runs and counts, and that each writes its cutover report (report.html and
+report.png beside requests.csv), never
 how fast anything is: speed is for the full-size runs' printed figures.
 """
 
@@ -8,21 +9,37 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 
 import pytest
 
+from loadtests.charts import DPI, TIMELINE_INCHES
 from tests.conftest import REPO_ROOT, remove_app_images
 
 pytestmark = pytest.mark.docker
 
-STACK = "benchtest"
-BASE_PORT = 19932
+# A helper working beside others runs these on a stack and ports of its own.
+STACK = os.environ.get("BENCHTEST_STACK", "benchtest")
+BASE_PORT = int(os.environ.get("BENCHTEST_PORT", "19932"))
 
 
 def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+def assert_report(directory, requests: int, flips: int, charts: int) -> None:
+    """report.html and report.png beside requests.csv: a PNG of the timeline's size, a page that
+    embeds it and every extra chart, counts the run's requests and has a row per flip."""
+    png = (directory / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == tuple(int(inches * DPI) for inches in TIMELINE_INCHES)
+    page = (directory / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert page.count('src="data:image/png;base64,') == 1 + charts and "<script" not in page
+    assert f"<p class=\"summary\">{requests} requests in " in page
+    assert page.split("<h2>Per flip")[1].split("</table>")[0].count("<tr") == 1 + flips  # header + one per flip
 
 
 def test_bench_short_form_measures_every_way(tmp_path):
@@ -37,6 +54,7 @@ def test_bench_short_form_measures_every_way(tmp_path):
         assert row["switches"] == 2 and row["requests"] > 0 and len(row["converge_ms"]) == 2
         assert row["failed"] == sum(row["failures_by_kind"].values())
     assert "| way |" in (tmp_path / "results.md").read_text()
+    assert_report(tmp_path, requests=sum(r["requests"] for r in rows), flips=2 * len(rows), charts=1 + len(rows))
 
 
 def test_soak_short_form_counts_requests_flips_and_writes(tmp_path):
@@ -49,4 +67,5 @@ def test_soak_short_form_counts_requests_flips_and_writes(tmp_path):
     assert summary["writes_acknowledged"] > 0 and "writes_lost" in summary
     lines = (tmp_path / "requests.csv").read_text().count("\n")
     assert lines == summary["requests"] + 1  # every request recorded, plus the header
+    assert_report(tmp_path, requests=summary["requests"], flips=3, charts=0)
     assert result.returncode in (0, 1)  # the verdict is the soak's to give, not this test's

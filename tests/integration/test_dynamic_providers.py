@@ -27,6 +27,7 @@ from simulator.docker_driver import wait_until
 from stacks.spec import STACKS_DIR
 from stacks.topology import DATABASE_NAME, app_container_name, database_container_name, proxy_container_name
 from tests.conftest import REPO_ROOT, TEST_STACK, run_cli
+from tests.demo_migrations import DROP_COLUMN, DROP_COLUMN_FILE, DROP_COLUMN_REPLACES
 
 pytestmark = pytest.mark.docker
 
@@ -95,17 +96,6 @@ def with_app(config: dict[str, str], tmp_path: Path, **changes) -> dict[str, str
     return {**config, "cutover:app": os.path.relpath(copy, STACKS_DIR)}
 
 
-DROP_COLUMN = '''\
-from alembic import op
-revision = "0003"
-down_revision = "0002"
-phase = "expand"
-release = 5
-def upgrade():
-    op.execute("ALTER TABLE items DROP COLUMN body_length")
-'''
-
-
 def drop_column_artefact(spec) -> tuple[str, str]:
     """(version, image ID) of the demo plus an expand step that drops a column: built once, made the
     demo's own way (its prepare step, its Dockerfile), then reused (its tag names its source)."""
@@ -119,8 +109,8 @@ def drop_column_artefact(spec) -> tuple[str, str]:
     with tempfile.TemporaryDirectory(prefix="cutover-gate-variant-") as tmp:
         context = Path(tmp) / "demo"
         shutil.copytree(REPO_ROOT / "examples/demo", context, ignore=shutil.ignore_patterns("dist", "__pycache__", "*.pyc"))
-        (context / "migrations/versions/0003_require_body_length.py").unlink()
-        (context / "migrations/versions/0003_drop_body_length.py").write_text(DROP_COLUMN)
+        (context / "migrations/versions" / DROP_COLUMN_REPLACES).unlink()
+        (context / "migrations/versions" / DROP_COLUMN_FILE).write_text(DROP_COLUMN)
         prepared = subprocess.run([sys.executable, "build_artefact.py", "--out", "dist/cutover-demo.pyz"], cwd=context, capture_output=True, text=True, timeout=600)
         assert prepared.returncode == 0, prepared.stderr
         image, _ = client.images.build(

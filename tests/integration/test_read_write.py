@@ -19,6 +19,7 @@ from simulator.operations import Simulator
 from stacks.spec import load_stack, other_colour
 from stacks.topology import DATABASE_NAME, app_container_name, database_container_name
 from tests.conftest import REPO_ROOT, TEST_STACK, run_cli
+from tests.demo_migrations import DROP_COLUMN, DROP_COLUMN_FILE, DROP_COLUMN_REPLACES
 
 pytestmark = pytest.mark.docker
 
@@ -136,17 +137,9 @@ def test_failed_migration_leaves_everything_as_it_was(ci_stack, sim):
 def test_drop_column_in_expand_is_blocked_before_anything_runs(ci_stack, sim):
     tag = prebuilt_artefact(
         "cutover-demo:5.0.0-dropcol",
-        "0003_drop_body_length.py",
-        '''
-        from alembic import op
-        revision = "0003"
-        down_revision = "0002"
-        phase = "expand"
-        release = 5
-        def upgrade():
-            op.execute("ALTER TABLE items DROP COLUMN body_length")
-        ''',
-        drop="0003_require_body_length.py",
+        DROP_COLUMN_FILE,
+        DROP_COLUMN,
+        drop=DROP_COLUMN_REPLACES,
     )
     revision, idle_ids = schema_revision(ci_stack), idle_container_ids(ci_stack, sim)
 

@@ -45,7 +45,7 @@ def test_way_figures_count_failures_by_kind_and_split_switch_window_from_steady_
 
 
 @pytest.mark.parametrize("module, args, says", [
-    ("loadtests.bench", ["--switches", "0"], "0 is below 1"),
+    ("loadtests.bench", ["--switches", "0"], "0 is not above 0"),
     ("loadtests.bench", ["--ways", "cutover,blue-green-magic"], "'blue-green-magic' is not a way"),
     ("loadtests.soak", ["--flips", "none"], "'none' is not a whole number"),
     ("loadtests.soak", ["--requests", "0"], "is not above 0"),
@@ -55,3 +55,27 @@ def test_bad_input_is_one_sentence_and_exit_1(module, args, says):
     assert result.returncode == 1
     assert says in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_bench_report_has_every_way_its_switches_and_timelines(tmp_path):
+    from loadtests.bench.report import WayRun, write_bench_report
+    from loadtests.charts import comparison_chart
+
+    runs = []
+    for n, way in enumerate(("cutover", "stop-then-start")):
+        t0 = 100.0 * n
+        switches = [Switch(t0 + 2.0, t0 + 2.1, "2"), Switch(t0 + 4.0, t0 + 4.1, "1")]
+        samples = [Sample(t0 + i / 10, t0 + i / 10 + 0.002, 200, "1" if i < 21 or i >= 41 else "2", "", i % 2) for i in range(60)]
+        if way == "stop-then-start":
+            samples[22] = Sample(t0 + 2.2, t0 + 2.201, 0, "", "connection refused", 0)
+        runs.append(WayRun(way, samples, switches))
+    chart = comparison_chart([{"way": r.way, "failed": 0} for r in runs], ["failed"])
+    html_path, png_path = write_bench_report(runs, chart, tmp_path, "two ways")
+    assert (html_path, png_path) == (tmp_path / "report.html", tmp_path / "report.png")
+    assert (tmp_path / "requests.csv").read_text().count("\n") == 1 + 120
+    page = html_path.read_text()
+    assert "120 requests" in page and "1 failed request(s)" in page
+    assert page.count('src="data:image/png;base64,') == 1 + 1 + 2  # the run, the comparison, each way's timeline
+    assert "<h2>cutover: its timeline</h2>" in page and "<h2>stop-then-start: its timeline</h2>" in page
+    flips = page.split("<h2>Per flip")[1].split("</table>")[0]
+    assert flips.count("<tr") == 1 + 4 and "stop-then-start 1 switch to 2</td>" in flips

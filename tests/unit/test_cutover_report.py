@@ -6,37 +6,22 @@ from __future__ import annotations
 import base64
 import re
 import struct
-from dataclasses import dataclass
 
 import pytest
+from request_records import request
 
-from loadtests.charts import DPI, MAX_BUCKETS, TIMELINE_INCHES, bucket_seconds, comparison_chart, deploy_marks, flip_marks, timeline
+from loadtests.charts import (DPI, MAX_BUCKETS, MAX_LABELLED_MARKS, TIMELINE_INCHES, FlipMark, bucket_seconds, comparison_chart, deploy_marks,
+                              flip_marks, timeline, timeline_figure)
+from loadtests.csv_report import read_records, report_from_csv
 from loadtests.html_report import report_paths, write_report
-from loadtests.report import FlipFigures, flip_figures, phase_figures
+from loadtests.report import FlipFigures, PlainRecord, flip_figures, phase_figures, write_csv
 
 T0 = 1_700_000_000.0
 
 
-@dataclass(frozen=True)
-class Rec:
-    started: float
-    finished: float
-    phase: str = "0 baseline"
-    status: int = 200
-    version: str = "1.0.0"
-    colour: str = "blue"
-    latency_ms: float = 10.0
-    user: int = 0
-    error: str = ""
-    item_id: int | None = None
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error) or not 200 <= self.status < 300
-
-
-def rec(at: float, latency_ms: float = 10.0, **kw) -> Rec:
-    return Rec(started=T0 + at, finished=T0 + at + latency_ms / 1000, latency_ms=latency_ms, **kw)
+def rec(at: float, latency_ms: float = 10.0, **kw) -> PlainRecord:
+    """A rehearsal's request: in its baseline, from 1.0.0, unless told otherwise."""
+    return request(T0 + at, T0 + at + latency_ms / 1000, latency_ms=latency_ms, **{"phase": "0 baseline", "version": "1.0.0", **kw})
 
 
 def flip(label: str, at: float, to: str = "green") -> FlipFigures:
@@ -114,7 +99,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def a_run() -> tuple[list[Rec], list, list[FlipFigures]]:
+def a_run() -> tuple[list[PlainRecord], list, list[FlipFigures]]:
     records = []
     for i in range(400):
         at = i * 0.05
@@ -164,3 +149,38 @@ def test_a_run_without_requests_still_gets_a_report(tmp_path):
     html_path, png_path = write_report([], [], [], tmp_path / "empty.csv", "nothing happened")
     assert "0 requests" in html_path.read_text() and "no flip in this run" in html_path.read_text()
     assert png_size(png_path.read_bytes()) == (1200, 700)
+
+
+# -- a run too long to hold: the report from its CSV (the soak) ---------------------------------
+
+
+def test_the_report_from_the_csv_says_what_the_records_say(tmp_path):
+    records, phases, flips = a_run()
+    records = [r._replace(item_id=i) if i % 10 == 0 else r for i, r in enumerate(records)]
+    csv_path = tmp_path / "requests.csv"
+    write_csv(records, csv_path)
+    lost = frozenset({20, 30})
+    html_path, png_path = report_from_csv(csv_path, flips, "a soak", lost)
+    assert (html_path, png_path) == report_paths(csv_path, "report") == (tmp_path / "report.html", tmp_path / "report.png")
+    streamed = list(read_records(csv_path))
+    assert [tuple(r) for r in streamed] == [(*r[:9], None if r.item_id is None else str(r.item_id)) for r in records]
+    assert timeline(streamed) == timeline(records)
+    assert phase_figures(streamed, frozenset({"20", "30"})) == phase_figures(records, lost)
+    page = html_path.read_text()
+    assert "400 requests in 20.0 s" in page and "1 failed request(s)" in page
+    # the writes of each phase, the 2 lost ones in the first, in the per-phase table
+    assert "<td>21</td><td>2</td>" in page and "<td>19</td><td>0</td>" in page
+    assert png_size(png_path.read_bytes()) == (int(TIMELINE_INCHES[0] * DPI), int(TIMELINE_INCHES[1] * DPI))
+
+
+def test_many_flips_are_lines_without_labels_and_counted_in_the_legend():
+    line = timeline([rec(i * 1.0) for i in range(300)])
+    many = [FlipMark(i * 2.5, "switch" if i % 2 else "rollback", f"flip {i}") for i in range(MAX_LABELLED_MARKS + 1)]
+    few = [FlipMark(5.0, "phase", "nginx reload")]
+    figure = timeline_figure(line, many + few, "a soak")
+    rate_axis = figure.axes[0]
+    assert [t.get_text().strip() for t in rate_axis.texts] == ["nginx reload"]
+    legend = [t.get_text() for t in rate_axis.get_legend().get_texts()]
+    assert legend == ["v1.0.0 served", "phase (1)", "rollback (13)", "switch (12)"]
+    # One flip fewer, and every flip is labelled again.
+    assert len(timeline_figure(line, many[:-1], "a soak").axes[0].texts) == MAX_LABELLED_MARKS

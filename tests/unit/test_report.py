@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from request_records import request
 
 from loadtests.report import acknowledged_writes, flip_figures, percentile, phase_figures
-
-
-@dataclass(frozen=True)
-class R:
-    started: float
-    finished: float
-    phase: str = "p"
-    status: int = 200
-    version: str = "1"
-    colour: str = "blue"
-    latency_ms: float = 1.0
-    user: int = 1
-    error: str = ""
-    item_id: int | None = None
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error) or not 200 <= self.status < 300
 
 
 def test_percentiles_of_known_values():
@@ -35,10 +17,10 @@ def test_percentiles_of_known_values():
 
 def test_phase_figures_count_failures_versions_writes_and_losses():
     records = [
-        R(0, 1, phase="a", version="1", item_id=10),
-        R(0, 1, phase="a", version="1", status=503),
-        R(0, 1, phase="b", version="2", item_id=11),
-        R(0, 1, phase="b", version="", status=0, error="ConnectionResetError"),
+        request(0, 1, phase="a", version="1", item_id=10),
+        request(0, 1, phase="a", version="1", status=503),
+        request(0, 1, phase="b", version="2", item_id=11),
+        request(0, 1, phase="b", version="", status=0, error="ConnectionResetError"),
     ]
     a, b = phase_figures(records, lost_ids=frozenset({11}))
     assert (a.phase, a.requests, a.failures, a.writes, a.lost) == ("a", 2, 1, 1, 0)
@@ -51,11 +33,11 @@ def test_phase_figures_count_failures_versions_writes_and_losses():
 def test_flip_counts_requests_sent_after_the_flip_that_reached_the_old_colour():
     flip_at = 100.0
     records = [
-        R(99.0, 100.5, colour="blue", user=1),  # in flight at the flip: may finish on blue
-        R(100.2, 100.3, colour="green", user=1),
-        R(100.4, 100.5, colour="blue", user=2),  # sent after the flip, served by blue: stale
-        R(100.6, 100.7, colour="green", user=2),
-        R(200.0, 200.1, colour="blue", user=3),  # after the next step began: not this flip's
+        request(99.0, 100.5, colour="blue", user=1),  # in flight at the flip: may finish on blue
+        request(100.2, 100.3, colour="green", user=1),
+        request(100.4, 100.5, colour="blue", user=2),  # sent after the flip, served by blue: stale
+        request(100.6, 100.7, colour="green", user=2),
+        request(200.0, 200.1, colour="blue", user=3),  # after the next step began: not this flip's
     ]
     figures = flip_figures(records, "to green", "green", flip_at, until=150.0)
     assert figures.stale_after_flip == 1
@@ -64,5 +46,5 @@ def test_flip_counts_requests_sent_after_the_flip_that_reached_the_old_colour():
 
 
 def test_flip_with_no_response_from_the_new_colour_says_so():
-    figures = flip_figures([R(99, 99.5, colour="blue")], "to green", "green", 100.0, until=200.0)
+    figures = flip_figures([request(99, 99.5, colour="blue")], "to green", "green", 100.0, until=200.0)
     assert figures.first_new_ms is None and figures.users_active_after == 0

@@ -4,35 +4,18 @@ counts and acknowledged writes survive the flushes, and a flip's figures still s
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from types import SimpleNamespace
+
+from request_records import request
 
 from loadtests.soak_record import StreamedRecord, figure_ready
 
 
-@dataclass(frozen=True)
-class Rec:
-    started: float
-    finished: float
-    phase: str = "soak"
-    status: int = 200
-    version: str = "1"
-    colour: str = "blue"
-    latency_ms: float = 1.0
-    user: int = 1
-    error: str = ""
-    item_id: object = None
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error) or not 200 <= self.status < 300
-
-
 def test_records_stream_to_csv_once_and_flip_figures_see_their_requests(tmp_path):
-    before = [Rec(t, t + 0.001, item_id=t if t % 2 == 0 else None) for t in range(0, 10)]  # blue, up to the flip at 10
-    after = [Rec(t + 0.5, t + 0.501, colour="green", version="2") for t in range(10, 20)]
-    late_stale = Rec(12.0, 12.1, colour="blue")  # sent after the flip, answered by the old colour
-    failed = Rec(15.0, 15.2, status=0, error="ConnectionResetError")
+    before = [request(t, t + 0.001, item_id=t if t % 2 == 0 else None) for t in range(0, 10)]  # blue, up to the flip at 10
+    after = [request(t + 0.5, t + 0.501, colour="green", version="2") for t in range(10, 20)]
+    late_stale = request(12.0, 12.1, colour="blue")  # sent after the flip, answered by the old colour
+    failed = request(15.0, 15.2, status=0, error="ConnectionResetError")
     load = SimpleNamespace(records=[*before, *after, late_stale, failed])
     record = StreamedRecord(load, tmp_path / "requests.csv")
     pending = [("1 switch to green", "green", 10.0, 20.0)]
