@@ -1,5 +1,5 @@
-"""The proxy-cost benchmark's short form (make proxy-cost runs the full one): it runs against the
-ci stack, through the proxy and directly, and prints and writes its figures. No speed is asserted."""
+"""The short forms of make proxy-cost and make demo-latency (the full runs are theirs), against the
+ci stack: each runs, prints and writes its figures. No speed is asserted."""
 
 from __future__ import annotations
 
@@ -32,3 +32,20 @@ def test_proxy_cost_short_run_prints_and_writes_figures(ci_stack, tmp_path):
     # The direct containers are gone again.
     left = docker.from_env().containers.list(all=True, filters={"name": f"cutover-{ci_stack.stack}-proxy-cost-direct"})
     assert left == []
+
+
+def test_demo_latency_short_run_prints_and_writes_figures(ci_stack, tmp_path):
+    """make demo-latency's short form: the rehearsal's users for a second, the histogram by request
+    name in the figures (no speed asserted)."""
+    out = tmp_path / "demo-latency.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.demo_latency", "--stack", ci_stack.stack, "--users", "4", "--seconds", "1",
+         "--warmup", "0", "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "latency histogram" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["requests"] > 0 and figures["failures"] == 0
+    assert sum(band["requests"] for band in figures["latency_bands"]) == figures["requests"]
+    assert "GET /version" in figures["by_name"]
