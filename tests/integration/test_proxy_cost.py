@@ -49,3 +49,26 @@ def test_demo_latency_short_run_prints_and_writes_figures(ci_stack, tmp_path):
     assert figures["requests"] > 0 and figures["failures"] == 0
     assert sum(band["requests"] for band in figures["latency_bands"]) == figures["requests"]
     assert "GET /version" in figures["by_name"]
+
+
+def test_proxy_cost_measures_a_variant_config_in_the_same_run_and_puts_the_shipped_one_back(ci_stack, tmp_path):
+    from simulator.proxy_api import ProxyAPI
+    from stacks.proxy_config import HAPROXY_CONFIG_PATH, render_base_config
+    from stacks.topology import proxy_container_name
+
+    variant = tmp_path / "nbthread1.cfg"
+    variant.write_text(render_base_config().replace("    maxconn 4096\n", "    maxconn 4096\n    nbthread 1\n", 1))
+    out = tmp_path / "proxy-cost.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.proxy_cost", "--stack", ci_stack.stack, "--concurrency", "2", "--seconds", "1",
+         "--warmup", "0", "--rounds", "1", "--path", "/version", "--variant-config", str(variant), "--json", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(out.read_text())
+    assert {run["target"] for run in figures["runs"]} == {"proxy", "direct", "variant"}
+    assert figures["variant_rows"][0]["proxy"]["rps"] > 0 and figures["variant_rows"][0]["ratios"]["rate"] is not None
+    proxy = docker.from_env().containers.get(proxy_container_name(ci_stack))
+    assert proxy.exec_run(["cat", HAPROXY_CONFIG_PATH]).output.decode() == render_base_config()
+    info = ProxyAPI(proxy).command("show info")
+    assert "Nbthread: 1" not in info  # the shipped config's worker, not the variant's

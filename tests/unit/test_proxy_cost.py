@@ -59,6 +59,7 @@ def test_summarise_gives_ratios_and_no_max_rate_when_requests_failed():
     ["loadtests.proxy_cost", "--concurrency", "10,x"], ["loadtests.proxy_cost", "--concurrency", "0"],
     ["loadtests.proxy_cost", "--seconds", "0"], ["loadtests.proxy_cost", "--path", "version"],
     ["loadtests.demo_latency", "--users", "0"], ["loadtests.demo_latency", "--locustfile", "no-such-locustfile.py"],
+    ["loadtests.proxy_cost", "--variant-config", "no-such-file.cfg"],
 ])
 def test_bad_arguments_exit_with_one_sentence(argv):
     result = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
@@ -85,3 +86,17 @@ def test_latency_bands_put_a_fixed_delay_in_one_band_under_its_request_name():
     assert [b["requests"] for b in bands] == [97, 0, 3, 0]  # the failure counts in no band
     assert bands[2] == {"from_ms": 300, "to_ms": 400, "requests": 3, "share": 0.03, "by_name": {"GET /slow": 3}}
     assert bands[-1]["to_ms"] is None
+
+
+def test_a_variant_config_must_be_a_whole_base_config(tmp_path):
+    from loadtests.proxy_variant import read_variant
+    from simulator.errors import CutoverError
+    from stacks.proxy_config import render_base_config
+
+    whole = tmp_path / "whole.cfg"
+    whole.write_text(render_base_config() + "\n")
+    assert "frontend live" in read_variant(str(whole))
+    part = tmp_path / "part.cfg"
+    part.write_text("global\n    nbthread 1\n")
+    with pytest.raises(CutoverError, match="not a whole HAProxy base config"):
+        read_variant(str(part))
