@@ -29,10 +29,10 @@ from rich.table import Table
 
 from loadtests.cli import Parser, run_measurement
 from loadtests.benchmark import get
-from loadtests.latency_figures import by_name
+from loadtests.latency_figures import by_name, latency_bands
 from loadtests.proxy_cost import CpuMeter
 from loadtests.report import percentile
-from loadtests.users import rehearsal_users
+from loadtests.users import locustfile_users, rehearsal_users
 from simulator.docker_driver import connect
 from simulator.errors import CutoverError
 from stacks.app import AppError
@@ -67,7 +67,8 @@ def demo_latency(args: argparse.Namespace) -> dict:
     apps = [c.id for colour in COLOURS for i in range(1, spec.pool_size + 1)
             for c in client.containers.list(filters={"name": f"^{app_container_name(spec, colour, i)}$"})]
     meter = CpuMeter({"proxy": [client.containers.get(proxy_container_name(spec)).id], "app containers": apps})
-    users = rehearsal_users(spec.app)
+    # --locustfile: another user mix on the same stack, for an A/B of the load itself.
+    users = locustfile_users(Path(args.locustfile)) if args.locustfile else rehearsal_users(spec.app)
     console.print(f"[bold]demo latency on stack {args.stack}[/bold]: {args.users} users of {', '.join(u.__name__ for u in users)} "
                   f"for {args.seconds:g}s after {args.warmup:g}s warm-up at {url}")
     sessions_before = database_sessions(client, spec)
@@ -92,6 +93,7 @@ def demo_latency(args: argparse.Namespace) -> dict:
     cpu["load generator"] = round(100 * (cpu_end - cpu_start) / wall, 1)
     summary = {
         "stack": args.stack,
+        "locustfile": args.locustfile or "the app's",
         "users": args.users,
         "seconds": round(wall, 2),
         "requests": len(measured),
@@ -100,6 +102,7 @@ def demo_latency(args: argparse.Namespace) -> dict:
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
         "by_name": by_name(measured),
+        "latency_bands": latency_bands(measured),
         "cpu_percent": cpu,
         "writes": sum(1 for r in measured if r.status == 201),
         "database_sessions_opened": None if sessions_before is None or sessions_after is None else sessions_after - sessions_before,
@@ -114,6 +117,15 @@ def demo_latency(args: argparse.Namespace) -> dict:
         table.add_row(name, str(row["requests"]), str(row["failures"]), f"{row['p50_ms']:.1f}", f"{row['p99_ms']:.1f}")
     table.add_row("all", str(summary["requests"]), str(summary["failures"]), f"{summary['p50_ms']:.1f}", f"{summary['p99_ms']:.1f}", style="bold")
     console.print(table)
+    bands = Table(title="latency histogram (successful requests)")
+    for column in ("band ms", "requests", "share", "by name"):
+        bands.add_column(column, justify="left" if column in ("band ms", "by name") else "right")
+    for band in summary["latency_bands"]:
+        if band["requests"]:
+            upper = "" if band["to_ms"] is None else f"{band['to_ms']:g}"
+            bands.add_row(f"{band['from_ms']:g}-{upper}", str(band["requests"]), f"{100 * band['share']:.2f}%",
+                          ", ".join(f"{name} {count}" for name, count in band["by_name"].items()))
+    console.print(bands)
     console.print("CPU (% of one core): " + ", ".join(f"{k} {'?' if v is None else f'{v:.0f}'}%" for k, v in cpu.items())
                   + f"; new database sessions: {summary['database_sessions_opened']} for {summary['writes']} acknowledged writes")
     if load_average > (os.cpu_count() or 1):
@@ -133,10 +145,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window (default 30)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured warm-up (default 3)")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="request budget (the run stops there)")
+    parser.add_argument("--locustfile", default=None, metavar="PATH", help="run this locustfile's users instead of the app's own")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON here")
     args = parser.parse_args(argv)
     if min(args.users, args.max_requests) < 1 or args.seconds <= 0 or args.warmup < 0:
         parser.error("--users, --max-requests and --seconds must be positive (--warmup not negative).")
+    if args.locustfile and not Path(args.locustfile).is_file():
+        parser.error(f"--locustfile {args.locustfile} is not a file.")
     return args
 
 

@@ -122,3 +122,25 @@ def by_name(records) -> dict[str, dict]:
         out[name] = {"requests": len(mine), "failures": sum(r.failed for r in mine),
                      "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
     return out
+
+
+# Latency bands (ms) of demo_latency's histogram: fine below 50 ms, where ordinary requests are,
+# and coarse above, where a fixed delay shows up as a cluster in one band.
+BANDS_MS = (5, 10, 20, 50, 100, 200, 300, 400, 1000)
+
+
+def latency_bands(records, edges=BANDS_MS) -> list[dict]:
+    """Pure: successful requests counted per latency band, each band with its share of all of them
+    and its requests by name (a delay hitting one kind of request shows as one name in one band)."""
+    ok = [r for r in records if not r.failed]
+    bounds = [0.0, *edges, float("inf")]
+    bands = []
+    for low, high in zip(bounds, bounds[1:]):
+        mine = [r for r in ok if low <= r.latency_ms < high]
+        names: dict[str, int] = {}
+        for record in mine:
+            names[record.name] = names.get(record.name, 0) + 1
+        bands.append({"from_ms": low, "to_ms": None if high == float("inf") else high, "requests": len(mine),
+                      "share": round(len(mine) / len(ok), 4) if ok else 0.0,
+                      "by_name": dict(sorted(names.items(), key=lambda item: -item[1]))})
+    return bands

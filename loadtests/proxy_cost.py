@@ -22,6 +22,9 @@ processes to one CPU (taskset) so the rest get the other.
 
 Output: a table per concurrency (rates, p50/p99, proxy/direct ratios, CPU) and JSON (``--json``).
 ``--compare BEFORE.json`` prints an earlier run's ratios beside this one's (before/after a change).
+``--variant-config FILE`` measures a changed HAProxy base config in the same run: each round also has
+a **variant** run, the proxy reloaded on FILE for it and back on the shipped config after
+(loadtests/proxy_variant.py), and a second table gives variant/direct ratios beside proxy/direct.
 wrk is Debian's (``apt-get install wrk``; scripts/ensure-wrk.sh does it as root).
 Exit status: 0 when every request succeeded; 1 when any failed, on bad input or when the benchmark could not
 run (one sentence on stderr, loadtests/cli.py).
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 # loadtests.benchmark imports Locust first (its monkey patching must come before anything else).
@@ -55,6 +58,7 @@ from stacks.spec import SpecError, load_stack
 from stacks.topology import app_container_name, proxy_container_name
 
 from loadtests.cli import Parser, run_measurement
+from loadtests.proxy_variant import ProxyConfigs, read_variant
 from loadtests.latency_figures import GOAL_P99, GOAL_RATE, Run, WrkResult, merged_percentile, parse_wrk_output, split, summarise
 
 # Wide enough for the table when the output is a file or a CI log (a terminal keeps its own width).
@@ -193,6 +197,7 @@ def proxy_cost(args: argparse.Namespace) -> dict:
     load_before = os.getloadavg()
     directs: list[DirectContainer] = []
     runs: list[Run] = []
+    configs = ProxyConfigs(client.containers.get(proxy_container_name(spec)), read_variant(args.variant_config)) if args.variant_config else None
     with tempfile.TemporaryDirectory(prefix="proxy-cost-") as tmp:
         script = Path(tmp) / "figures.lua"
         script.write_text(WRK_SCRIPT)
@@ -205,13 +210,19 @@ def proxy_cost(args: argparse.Namespace) -> dict:
                 direct.__enter__()
             meter = CpuMeter({**stack_ids, "direct app": [d.container.id for d in directs]})
             targets = {"proxy": [f"{proxy_url}{path}"] * pool, "direct": [f"{d.url}{path}" for d in directs]}
+            if configs:
+                targets["variant"] = targets["proxy"]
             for connections in args.concurrency:
                 for round_ in range(1, args.rounds + 1):
-                    order = ("proxy", "direct") if round_ % 2 else ("direct", "proxy")
-                    for target in order:
+                    order = [t for t in ("proxy", "direct", "variant") if t in targets]
+                    for target in order if round_ % 2 else order[::-1]:
+                        if configs and target != "direct":
+                            configs.use("variant" if target == "variant" else "shipped")
                         runs.append(measure(target, targets[target], connections, round_, args, script, meter,
-                                            proxy_api if target == "proxy" else None, live.colour))
+                                            proxy_api if target != "direct" else None, live.colour))
         finally:
+            if configs:
+                configs.restore()
             for direct in directs:
                 direct.remove()
     rows = [summarise(runs, c) for c in args.concurrency]
@@ -232,10 +243,17 @@ def proxy_cost(args: argparse.Namespace) -> dict:
         "rounds": args.rounds,
         "goals": {"rate_at_least": GOAL_RATE, "p99_ratio_at_most": GOAL_P99},
         "rows": rows,
+        # The same figures with the variant config's runs in the proxy's place (--variant-config).
+        "variant_config": args.variant_config,
+        "variant_rows": [summarise([replace(r, target="proxy") for r in runs if r.target == "variant"]
+                                   + [r for r in runs if r.target == "direct"], c) for c in args.concurrency] if configs else None,
         "runs": [asdict(r) for r in runs],
         "failures": sum(r.failures for r in runs),
     }
     print_summary(summary)
+    if configs:
+        print_summary({**summary, "rows": summary["variant_rows"], "failures": 0, "busy_machine": False},
+                      title=f"variant config {args.variant_config}")
     if args.compare:
         print_comparison(json.loads(Path(args.compare).read_text()), summary)
     if args.json:
@@ -249,8 +267,8 @@ def _f(value, fmt: str = "{:.2f}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
-def print_summary(summary: dict) -> None:
-    table = Table(title=f"proxy cost: stack {summary['stack']}, {summary['app_containers']} app container(s), GET {summary['path']}",
+def print_summary(summary: dict, title: str = "proxy cost") -> None:
+    table = Table(title=f"{title}: stack {summary['stack']}, {summary['app_containers']} app container(s), GET {summary['path']}",
                   caption=f"wrk, {summary['seconds_per_run']:g}s per run, {summary['rounds']} round(s); CPU as % of one core "
                           f"(proxy / app containers / wrk), CPU ms per request (proxy / app; app); goals: rate >= {GOAL_RATE:.0%}, p99 ratio <= {GOAL_P99}")
     for column in ("conns", "proxy req/s", "direct req/s", "rate ratio", "proxy p50/p99 ms", "direct p50/p99 ms",
@@ -304,6 +322,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--path", default=None, help="the path to load (default: the app's first GET smoke check)")
     parser.add_argument("--pin-wrk", default=None, metavar="CPU", help="pin the wrk processes to these CPUs (taskset -c syntax, e.g. 1)")
     parser.add_argument("--json", default=None, metavar="PATH", help="write the figures as JSON here")
+    parser.add_argument("--variant-config", default=None, metavar="FILE",
+                        help="also measure the proxy with this HAProxy base config, in the same run (reloaded in and out)")
     parser.add_argument("--compare", default=None, metavar="BEFORE.json", help="print an earlier run's figures beside this one's")
     args = parser.parse_args(argv)
     try:
@@ -312,6 +332,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--concurrency must be comma-separated whole numbers, not {args.concurrency!r}.")
     if not args.concurrency or min(args.concurrency) < 1 or args.seconds <= 0 or args.warmup < 0 or args.rounds < 1:
         parser.error("--concurrency, --seconds and --rounds must be positive (--warmup not negative).")
+    if args.variant_config and not Path(args.variant_config).is_file():
+        parser.error(f"--variant-config: no such file {args.variant_config}.")
     if args.compare and not Path(args.compare).is_file():
         parser.error(f"--compare: no such file {args.compare}.")
     if args.path is not None and not args.path.startswith("/"):

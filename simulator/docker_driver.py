@@ -86,7 +86,7 @@ class DockerDriver:
                 running=container.status == "running",
                 image_id=container.attrs.get("Image"),
             )
-        network_exists = bool(self.client.networks.list(names=[network_name(self.spec)]))
+        network_exists = bool(self._own_networks())
         volume_names = frozenset(v.name for v in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}))
         return Observed(containers, network_exists, volume_names)
 
@@ -276,9 +276,15 @@ class DockerDriver:
             container.stop(timeout=int(container.attrs["Config"].get("StopTimeout") or 10))
         container.remove(force=True)
 
+    def _own_networks(self) -> list:
+        # The engine's name filter matches a part of the name: stack "lat" would also find the
+        # network of stack "latci" (and `down` would remove it under that stack's containers).
+        wanted = network_name(self.spec)
+        return [n for n in self.client.networks.list(names=[wanted]) if n.name == wanted]
+
     def remove_network_and_volumes(self, with_volumes: bool) -> list[str]:
         removed = []
-        for network in self.client.networks.list(names=[network_name(self.spec)]):
+        for network in self._own_networks():
             network.remove()
             removed.append(f"network {network.name}")
         if with_volumes:

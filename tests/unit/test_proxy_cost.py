@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from loadtests.latency_figures import Run, WrkResult, by_name, merged_percentile, parse_wrk_output, split, summarise
+from loadtests.latency_figures import Run, WrkResult, by_name, latency_bands, merged_percentile, parse_wrk_output, split, summarise
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,6 +60,8 @@ def test_summarise_gives_ratios_and_no_max_rate_when_requests_failed():
     ["loadtests.proxy_cost", "--seconds", "0"], ["loadtests.proxy_cost", "--path", "version"],
     ["loadtests.demo_latency", "--users", "0"], ["loadtests.demo_latency", "--seconds", "soon"],
     ["loadtests.benchmark", "--rounds", "0"], ["loadtests.benchmark", "--no-such-option"],
+    ["loadtests.demo_latency", "--users", "0"], ["loadtests.demo_latency", "--locustfile", "no-such-locustfile.py"],
+    ["loadtests.proxy_cost", "--variant-config", "no-such-file.cfg"],
 ])
 def test_bad_arguments_exit_1_with_one_sentence(argv):
     result = subprocess.run([sys.executable, "-m", *argv], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
@@ -77,3 +79,28 @@ def test_demo_latency_groups_requests_by_name_and_leaves_failures_out_of_latency
     assert rows["POST /items"] == {"requests": 2, "failures": 1, "p50_ms": 40.0, "p99_ms": 40.0}
     assert rows["GET /version"]["requests"] == 1
 
+
+
+def test_latency_bands_put_a_fixed_delay_in_one_band_under_its_request_name():
+    def record(name: str, status: int, latency: float) -> SimpleNamespace:
+        return SimpleNamespace(name=name, latency_ms=latency, failed=not 200 <= status < 300)
+
+    records = [record("GET /version", 200, 7.0)] * 97 + [record("GET /slow", 200, 310.0)] * 3 + [record("GET /version", 503, 305.0)]
+    bands = latency_bands(records, edges=(10, 300, 400))
+    assert [b["requests"] for b in bands] == [97, 0, 3, 0]  # the failure counts in no band
+    assert bands[2] == {"from_ms": 300, "to_ms": 400, "requests": 3, "share": 0.03, "by_name": {"GET /slow": 3}}
+    assert bands[-1]["to_ms"] is None
+
+
+def test_a_variant_config_must_be_a_whole_base_config(tmp_path):
+    from loadtests.proxy_variant import read_variant
+    from simulator.errors import CutoverError
+    from stacks.proxy_config import render_base_config
+
+    whole = tmp_path / "whole.cfg"
+    whole.write_text(render_base_config() + "\n")
+    assert "frontend live" in read_variant(str(whole))
+    part = tmp_path / "part.cfg"
+    part.write_text("global\n    nbthread 1\n")
+    with pytest.raises(CutoverError, match="not a whole HAProxy base config"):
+        read_variant(str(part))
