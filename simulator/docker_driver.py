@@ -74,18 +74,7 @@ class DockerDriver:
             raise CutoverError(message)
 
     def observe(self) -> Observed:
-        containers = {}
-        for container in self.stack_containers():
-            labels = container.labels
-            containers[container.name] = ObservedContainer(
-                name=container.name,
-                role=labels.get("cutover.role", ""),
-                colour=labels.get("cutover.colour"),
-                version=labels.get("cutover.version"),
-                fingerprint=labels.get("cutover.fingerprint"),
-                running=container.status == "running",
-                image_id=container.attrs.get("Image"),
-            )
+        containers = observed_containers(self.stack_containers())
         network_exists = bool(self._own_networks())
         volume_names = frozenset(v.name for v in self.client.volumes.list(filters={"label": f"cutover.stack={self.spec.stack}"}))
         return Observed(containers, network_exists, volume_names)
@@ -120,9 +109,7 @@ class DockerDriver:
             state = self.client.api.inspect_container(name)["State"]
         except docker.errors.NotFound:
             return "missing"
-        if not state.get("Running"):
-            return "stopped"
-        return state.get("Health", {}).get("Status", "healthy")
+        return health_of(state)
 
     # -- acting -------------------------------------------------------------------------------
 
@@ -245,6 +232,24 @@ class DockerDriver:
         finally:
             container.remove(force=True)
 
+    def exec_in(self, name: str, command: tuple[str, ...], timeout_s: float) -> tuple[int, str, str]:
+        """Run ``command`` in the running container ``name``; return (exit code, stdout, stderr).
+        Bounded like ``run_once``: past ``timeout_s`` the command fails with one sentence."""
+        import concurrent.futures
+
+        container = self.container(name)
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        try:
+            done = pool.submit(container.exec_run, list(command), demux=True)
+            try:
+                result = done.result(timeout=timeout_s)
+            except concurrent.futures.TimeoutError:
+                raise CutoverError(f"{' '.join(command)} in {name} did not finish within {timeout_s:g} s (cutover:migrationTimeoutSeconds).") from None
+        finally:
+            pool.shutdown(wait=False)
+        out, err = result.output or (None, None)
+        return result.exit_code, (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+
     def files_in_image(self, image: str, directory: str, suffix: str) -> dict[str, str]:
         """The text of every ``*suffix`` file directly in ``directory`` of ``image``, read without
         running anything in it (a created, never started container, then removed)."""
@@ -338,3 +343,27 @@ def _tar_one_file(name: str, content: str) -> bytes:
         info.mtime = int(time.time())
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
+
+
+def observed_containers(listed: list) -> dict[str, ObservedContainer]:
+    """The stack's containers as the planner sees them, from one listing (``stack_containers``)."""
+    containers = {}
+    for container in listed:
+        labels = container.labels
+        containers[container.name] = ObservedContainer(
+            name=container.name,
+            role=labels.get("cutover.role", ""),
+            colour=labels.get("cutover.colour"),
+            version=labels.get("cutover.version"),
+            fingerprint=labels.get("cutover.fingerprint"),
+            running=container.status == "running",
+            image_id=container.attrs.get("Image"),
+        )
+    return containers
+
+
+def health_of(state: dict) -> str:
+    """Docker's health status from a container's inspected ``State`` (``DockerDriver.health``)."""
+    if not state.get("Running"):
+        return "stopped"
+    return state.get("Health", {}).get("Status", "healthy")

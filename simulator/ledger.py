@@ -223,6 +223,7 @@ class Ledger:
         self._lock = None  # our lock container, while we hold it
         self._beating: threading.Event | None = None
         self._current: "Operation | None" = None
+        self._before_start: list[dict] | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -305,6 +306,13 @@ class Ledger:
         """Every record (start and end) of the ledger, oldest first."""
         lines, _ = self.read()
         return parse_records(lines)
+
+    def before_start(self) -> list[dict]:
+        """The records before the running (outermost) command's start, as it read them under the
+        lock (with the ends it appended for interrupted starts); read now outside a command."""
+        if self._before_start is None:
+            return self.entries()
+        return list(self._before_start)
 
     def remove(self) -> bool:
         """Remove the ledger volume (and this machine's cache): only 'down --volumes --ledger'."""
@@ -458,8 +466,17 @@ class Ledger:
         operation = Operation(command, outer)
         try:
             if outer is None:
-                self._close_interrupted(command)
-            before = _safe(snapshot)
+                # Two reads that do not depend on each other, at once: the ledger (for starts
+                # left without an end) and the colours before the command.
+                from simulator.parallel import at_once
+
+                (lines, _), before = at_once(self.read, lambda: _safe(snapshot))
+                closed = self._close_interrupted(command, lines)
+                # What was read, with what was just appended to it: the command's own view of the
+                # ledger before its start (``before_start``), so it need not read it again.
+                self._before_start = parse_records(lines) + closed
+            else:
+                before = _safe(snapshot)
             start = self.append({**base, "phase": "start", "parent_seq": outer.start_seq if outer else None,
                                  "colours_before": before, "version": args.get("version")})
             operation.start_seq = start["seq"]
@@ -497,20 +514,25 @@ class Ledger:
                     self.say(f"could not append the end record of {command} to the ledger: {exc}")
         finally:
             if outer is None:
+                self._before_start = None
                 self.release()
                 for action in operation.after_release:
                     action()
 
-    def _close_interrupted(self, command: str) -> None:
-        lines, _ = self.read()
+    def _close_interrupted(self, command: str, lines: list[str] | None = None) -> list[dict]:
+        """Close every start left without an end; returns the end records appended."""
+        if lines is None:
+            lines, _ = self.read()
+        closed = []
         for start in open_starts(parse_records(lines)):
-            self.append({
+            closed.append(self.append({
                 "command": start.get("command"), "args": start.get("args"), "stack": self.stack, "actor": start.get("actor"),
                 "phase": "end", "start_seq": start.get("seq"), "outcome": "interrupted", "version": start.get("version"),
                 "reason": f"no end record: the command stopped half-way (killed?); noticed by {command} of {actor()}",
                 "noticed_by": actor(),
-            })
+            }))
             self.say(f"note: the previous {start.get('command')} (seq {start.get('seq')}, by {start.get('actor')} at {start.get('time')}) was interrupted")
+        return closed
 
     def after_release(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the command running now has written its end record and let go of

@@ -14,15 +14,16 @@ from typing import Callable, Iterator
 import docker.errors
 
 from simulator import progress
-from simulator.docker_driver import DockerDriver, connect, wait_until
+from simulator.docker_driver import DockerDriver, connect, health_of, observed_containers, wait_until
 from simulator.drain import docker_exec, drain, run_hook, wait_closed
 from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.health import Health, PoolView, assess, observation, same_observation
 from simulator.images import Artefact, ImageBuilder, short_id, stream_image, tag_image
 from simulator.promotion import proven_artefact
 from simulator.ledger import Ledger, changing, commands
-from simulator.planner import Action, current_versions, plan_deploy, plan_up
-from simulator.proxy_api import ProxyAPI
+from simulator.parallel import at_once
+from simulator.planner import Action, Observed, current_versions, plan_deploy, plan_up
+from simulator.proxy_api import ProxyAPI, servers_by_backend
 from simulator.schema import DescribedSchema, ExpandOnlySchema, schema_for
 from simulator.secrets_store import SecretStore
 from simulator.gates import live_after_expand, live_release, release_checks
@@ -166,24 +167,33 @@ class Simulator:
     def status(self, assess_health: bool = False) -> StackStatus:
         """The colours and pools; with ``assess_health``, also who HAProxy really sends live traffic
         to and what is degraded (and a ledger record when live traffic lost its live colour)."""
-        observed = self.driver.observe()
+        listed = self.driver.stack_containers()
+        observed = Observed(observed_containers(listed), True, frozenset())
         proxy_up = proxy_container_name(self.spec) in observed.containers and observed.containers[proxy_container_name(self.spec)].running
         live = self.live_colour() if proxy_up else None
-        pools = {}
-        for colour in COLOURS:
-            members = observed.pool(colour)
-            pools[colour] = PoolStatus(
-                version=observed.pool_version(colour),
-                healthy=sum(1 for m in members if self.driver.health(m.name) == "healthy"),
-                total=len(members),
-                image_id=observed.pool_image(colour),
-            )
+        pools = self._pools(listed)
         state = StackStatus(self.spec.stack, live, pools)
         if assess_health:
             state.health = self._assess(state, observed, proxy_up)
             if state.health.live_down and proxy_up:
                 self._record_observation(state)
         return state
+
+    @staticmethod
+    def _pools(listed: list) -> dict[str, PoolStatus]:
+        """Each colour's pool from one listing of the stack's containers (Docker's health included:
+        the listing inspects every container, so nothing is inspected again)."""
+        observed = Observed(observed_containers(listed), True, frozenset())
+        health = {c.name: health_of(c.attrs.get("State") or {}) for c in listed}
+        return {
+            colour: PoolStatus(
+                version=observed.pool_version(colour),
+                healthy=sum(1 for m in observed.pool(colour) if health.get(m.name) == "healthy"),
+                total=len(observed.pool(colour)),
+                image_id=observed.pool_image(colour),
+            )
+            for colour in COLOURS
+        }
 
     def _assess(self, state: StackStatus, observed, proxy_up: bool) -> Health:
         up = {colour: sum(s.up for s in self.proxy.servers(colour)) if proxy_up else 0 for colour in COLOURS}
@@ -486,36 +496,43 @@ class Simulator:
         is refused: simulator/switchback.py); ``to`` makes the switch idempotent (already live: nothing to do).
         """
         proxy = self.proxy
-        current = proxy.colours()["live"]
-        rows = self._earlier_commands()
+        # Everything the switch decides on, read at once: the proxy's colours and server states
+        # (one exec), the ledger's rows, the stack's containers (with Docker's health). Nothing
+        # else changes the stack while this command holds its lock, so these readings serve the
+        # whole preflight; the servers are read again in the watch baseline, just before the flip.
+        (colours, stat_rows), rows, listed = at_once(proxy.read, self._earlier_commands, self.driver.stack_containers)
+        current = colours["live"]
         unfinished = unfinished_flip(rows, action, current)
         if unfinished is not None:
             return self._complete_flip(proxy, unfinished, action)
         if to is not None and to not in COLOURS:
             raise Refused(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
+        status = StackStatus(self.spec.stack, current, self._pools(listed))
         if to == current:
             self.say(f"{current} is already live; nothing to switch")
-            version = self.status().pools[current].version
+            version = status.pools[current].version
             return SwitchResult(current, current, version, version, time.time(), 0.0, 0.0, True, already_live=True)
+        now = self.ledger_snapshot(read=(listed, current, stat_rows))
         undoes = None
         if action == "rollback":
             try:
-                undoes = plan_rollback(self.spec.stack, rows, self.ledger_snapshot()).undoes_seq
+                undoes = plan_rollback(self.spec.stack, rows, now).undoes_seq
             except Refused as exc:
                 self.ledger.record(action, "refused", live=current, reason=str(exc))
                 raise
         target = other_colour(current)
-        status = self.status()
         try:
-            self._preflight(proxy, target, status)
+            self._preflight(proxy, target, status, servers_by_backend(stat_rows).get(target, []), listed)
         except PreflightRefused as exc:
             self.ledger.record(action, "refused", live=current, target=target, reason=str(exc))
             raise
         # Going back is not watched: it returns to what was live, and must not flip forward again.
         policy = self._watch_policy() if action == "switch" else WatchPolicy(0, 0, 1, 1)
+        # Kept now, so a flip back need not look at the engine before acting: every second counts then.
+        after_flip = {**now, "live": target} if policy.enabled else None
         baseline = proxy.watch_sample(target, current, 0.0) if policy.enabled else None
-        # Read now, so a flip back need not look at the engine before acting: every second counts then.
-        after_flip = {**self.ledger_snapshot(), "live": target} if policy.enabled else None
+        if baseline is not None:
+            self._refuse_servers_down(action, current, target, [f"{target}/{name} is {state}" for name, state in baseline.servers.items() if state != "UP"])
         began = time.monotonic()
         proxy.switch_to(target)
         flipped_at = time.time()
@@ -571,7 +588,11 @@ class Simulator:
     def _earlier_commands(self) -> list[dict]:
         """The ledger's command rows before the one running now (whose own start has no end yet)."""
         running = self.ledger._current  # noqa: SLF001 - the ledger's own record of the command in hand
-        rows = commands(self.ledger.entries())
+        # An outermost command read the ledger under its lock just before its start record: that
+        # reading serves. A command inside another (a rehearsal's switch) reads it again, since the
+        # outer one has added records since.
+        outermost = running is not None and running.parent is None
+        rows = commands(self.ledger.before_start() if outermost else self.ledger.entries())
         return [r for r in rows if running is None or running.start_seq is None or r["seq"] < running.start_seq]
 
     def _watch_policy(self) -> WatchPolicy:
@@ -694,7 +715,12 @@ class Simulator:
 
     # -- the gates ----------------------------------------------------------------------------
 
-    def _preflight(self, proxy: ProxyAPI, target: str, status: StackStatus) -> None:
+    def _preflight(self, proxy: ProxyAPI, target: str, status: StackStatus, servers: list, listed: list) -> None:
+        """The gates a switch passes before it flips, each a refusal that changes nothing: the
+        target has containers, all healthy in Docker; HAProxy has every one of its servers UP
+        (``servers``, just read); its version runs on the database's schema; the app's smoke
+        checks pass through the preview port on every server. The last two are the slow ones (a
+        command in the app's container, HTTP requests through the proxy) and run at once."""
         pool = status.pools[target]
         if pool.total == 0:
             raise PreflightRefused(
@@ -704,17 +730,42 @@ class Simulator:
             raise PreflightRefused(
                 f"refusing to switch to {target}: only {pool.healthy} of {pool.total} containers are healthy in Docker; live colour unchanged."
             )
-        if pool.version:
-            reason = self.schema.incompatibility(pool.version)
-            if reason:
-                raise PreflightRefused(f"refusing to switch to {target}: {reason}; live colour unchanged.")
-        down = [f"{s.server} is {s.status} ({s.check})" for s in proxy.servers(target) if not s.up]
+        down = [f"{s.server} is {s.status} ({s.check})" for s in servers if not s.up]
         if down:
             raise PreflightRefused(f"refusing to switch to {target}: HAProxy reports {'; '.join(down)}; live colour unchanged.")
-        try:
-            smoke_test(self.spec.preview_url(), self.spec.app.smoke, target, pool.version or "", rounds=2 * self.spec.pool_size)
-        except CutoverError as exc:
-            raise PreflightRefused(f"refusing to switch to {target}: {exc} Live colour unchanged.") from None
+
+        def schema() -> str | None:
+            return self.schema.incompatibility(pool.version, self._runs_bound_artefact(target, pool, listed)) if pool.version else None
+
+        def smoke() -> CutoverError | None:
+            try:
+                smoke_test(self.spec.preview_url(), self.spec.app.smoke, target, pool.version or "", rounds=2 * self.spec.pool_size,
+                           servers={s.server for s in servers})
+            except CutoverError as exc:
+                return exc
+            return None
+
+        reason, failed = at_once(schema, smoke)
+        if reason:
+            raise PreflightRefused(f"refusing to switch to {target}: {reason}; live colour unchanged.")
+        if failed is not None:
+            raise PreflightRefused(f"refusing to switch to {target}: {failed} Live colour unchanged.")
+
+    def _runs_bound_artefact(self, colour: str, pool: PoolStatus, listed: list) -> str | None:
+        """A running container of ``colour`` whose image is its version's bound artefact, where the
+        schema's read-only commands can run by exec; None: a one-shot container runs them."""
+        if pool.image_id is None or pool.image_id != self.images.image_id(pool.version):
+            return None
+        return next((c.name for c in listed if c.labels.get("cutover.role") == "app" and c.labels.get("cutover.colour") == colour
+                     and c.status == "running"), None)
+
+    def _refuse_servers_down(self, action: str, current: str, target: str, down: list[str]) -> None:
+        # The last reading before the flip: a server that went down during the preflight is refused
+        # here, not found by the watch after live traffic reached it.
+        if down:
+            reason = f"refusing to switch to {target}: HAProxy reports {'; '.join(down)} just before the flip; live colour unchanged."
+            self.ledger.record(action, "refused", live=current, target=target, reason=reason)
+            raise PreflightRefused(reason)
 
     def _refuse_while_fallback_serves(self, idle: str, doing: str) -> None:
         """The idle colour serving live traffic as the fallback (the live one has no server UP)
@@ -799,10 +850,21 @@ class Simulator:
 
     # -- the ledger's view ----------------------------------------------------------------------
 
-    def ledger_snapshot(self) -> dict:
+    def ledger_snapshot(self, read: tuple[list, str | None, list[dict]] | None = None) -> dict:
         """The colours as the ledger records them before and after a command: which one is live,
-        and each pool's version and image ID (read from its containers, never from a tag)."""
-        containers = self.driver.stack_containers()
+        and each pool's version and image ID (read from its containers, never from a tag).
+        ``read``: (the stack's containers, the live colour, the proxy's stats) when just read."""
+        if read is None:
+            containers = self.driver.stack_containers()
+            proxy = [c for c in containers if c.name == proxy_container_name(self.spec) and c.status == "running"]
+            live, rows = None, None
+            if proxy:
+                try:
+                    live, rows = self._read_proxy()
+                except CutoverError:
+                    live = self.live_colour()  # as before: the snapshot fails when the proxy does not say
+        else:
+            containers, live, rows = read
         pools = {}
         for colour in COLOURS:
             members = [c for c in containers if c.labels.get("cutover.role") == "app" and c.labels.get("cutover.colour") == colour]
@@ -813,16 +875,19 @@ class Simulator:
                 "image": images.pop() if len(images) == 1 else None,
                 "containers": len(members),
             }
-        proxy = [c for c in containers if c.name == proxy_container_name(self.spec) and c.status == "running"]
-        live = self.live_colour() if proxy else None
-        return {"live": live, "serving": self._serving(live) if live else None, **pools}
+        return {"live": live, "serving": self._serving(live, rows) if live else None, **pools}
 
-    def _serving(self, live: str) -> str | None:
+    def _read_proxy(self) -> tuple[str, list[dict]]:
+        colours, rows = self.proxy.read()
+        return colours["live"], rows
+
+    def _serving(self, live: str, rows: list[dict] | None = None) -> str | None:
         """The colour HAProxy really sends live traffic to: the live one, or the fallback when the
         live one has no server UP (the proxy's rule, stacks/proxy_config.py), or None."""
-        try:
-            rows = self.proxy.stats()
-        except CutoverError:
-            return None  # the snapshot still says what is live
+        if rows is None:
+            try:
+                rows = self.proxy.stats()
+            except CutoverError:
+                return None  # the snapshot still says what is live
         up = {c: any(r["pxname"] == c and r["svname"] not in ("FRONTEND", "BACKEND") and r["status"] == "UP" for r in rows) for c in COLOURS}
         return live if up[live] else other_colour(live) if up[other_colour(live)] else None

@@ -48,15 +48,24 @@ class ProxyAPI:
 
     def colours(self) -> dict[str, str]:
         """{"live": colour, "preview": colour} as the proxy routes right now."""
-        entries = {}
-        for line in self.command(f"show map {COLOUR_MAP}").splitlines():
-            parts = line.split()
-            if len(parts) == 3:  # "<ref> <key> <value>"
-                entries[parts[1]] = parts[2]
-        live = entries.get("live")
-        if live not in COLOURS:
-            raise CutoverError(f"the proxy's colour map has no valid live colour (read {entries!r}).")
-        return {"live": live, "preview": entries.get("preview", "")}
+        return _colours(self.command(f"show map {COLOUR_MAP}"))
+
+    def batch(self, lines: list[str]) -> list[str]:
+        """Several runtime-API commands in one ``docker exec`` (each exec costs a round trip to the
+        engine and a process in the container): HAProxy runs ``;``-separated commands in order and
+        ends each reply with an empty line. A reply that does not split into one part per command
+        is read again one command at a time."""
+        text = self.command("; ".join(lines))
+        replies = text.split("\n\n")
+        if len(replies) == len(lines) + 1 and not replies[-1].strip():
+            return [reply + "\n" for reply in replies[:-1]]
+        return [self.command(line) for line in lines]
+
+    def read(self) -> tuple[dict[str, str], list[dict[str, str]]]:
+        """The colour map and the stats from one exec: what a switch reads before it flips."""
+        routing, stat = self.batch([f"show map {COLOUR_MAP}", "show stat"])
+        rows = _stat_rows(stat)
+        return _colours(routing), rows if _complete(rows) else self.stats()
 
     def switch_to(self, colour: str, force: bool = False) -> None:
         """Make ``colour`` live in one runtime-API line and persist it (the image's proxy-switch),
@@ -86,12 +95,8 @@ class ProxyAPI:
         """
         rows: list[dict[str, str]] = []
         for attempt in range(STATS_READS):
-            text = self.command("show stat")
-            header, _, body = text.partition("\n")
-            reader = csv.DictReader(io.StringIO(header.lstrip("# ") + "\n" + body))
-            rows = [row for row in reader if row.get("pxname")]
-            present = {(row["pxname"], row["svname"]) for row in rows}
-            if EXPECTED_ROWS <= present:
+            rows = _stat_rows(self.command("show stat"))
+            if _complete(rows):
                 return rows
             time.sleep(0.1 * (attempt + 1))
         return rows
@@ -99,21 +104,9 @@ class ProxyAPI:
     def servers(self, backend: str) -> list[ServerState]:
         return self.servers_by_backend().get(backend, [])
 
-    def servers_by_backend(self) -> dict[str, list[ServerState]]:
-        """Every backend's servers from one read of the stats."""
-        found: dict[str, list[ServerState]] = {}
-        for row in self.stats():
-            if row["svname"] in ("FRONTEND", "BACKEND"):
-                continue
-            found.setdefault(row["pxname"], []).append(ServerState(
-                backend=row["pxname"],
-                server=row["svname"],
-                status=row["status"],
-                sessions=int(row["scur"] or 0),
-                check=row.get("check_status", "") or "",
-                check_code=row.get("check_code", "") or "",
-            ))
-        return found
+    def servers_by_backend(self, rows: list[dict[str, str]] | None = None) -> dict[str, list[ServerState]]:
+        """Every backend's servers from one read of the stats (``rows``, when just read)."""
+        return servers_by_backend(self.stats() if rows is None else rows)
 
     def backend_sessions(self, backend: str) -> int:
         for row in self.stats():
@@ -121,11 +114,11 @@ class ProxyAPI:
                 return int(row["scur"] or 0)
         raise CutoverError(f"the proxy has no backend named {backend!r}.")
 
-    def watch_sample(self, colour: str, old: str, seconds: float) -> Sample:
+    def watch_sample(self, colour: str, old: str, seconds: float, rows: list[dict[str, str]] | None = None) -> Sample:
         """One reading for the watch after a flip (simulator/watch.py): ``colour``'s backend counters
         (req_tot, hrsp_5xx, rtime) and server statuses, and ``old``'s current sessions, from a
-        single ``show stat``."""
-        rows = self.stats()
+        single ``show stat`` (``rows``, when just read)."""
+        rows = self.stats() if rows is None else rows
         backend = next((r for r in rows if r["pxname"] == colour and r["svname"] == "BACKEND"), None)
         previous = next((r for r in rows if r["pxname"] == old and r["svname"] == "BACKEND"), None)
         if backend is None or previous is None:
@@ -170,3 +163,43 @@ class ProxyAPI:
 
 def _count(row: dict[str, str], column: str) -> int:
     return int(row.get(column) or 0)
+
+
+def _colours(text: str) -> dict[str, str]:
+    entries = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:  # "<ref> <key> <value>"
+            entries[parts[1]] = parts[2]
+    live = entries.get("live")
+    if live not in COLOURS:
+        raise CutoverError(f"the proxy's colour map has no valid live colour (read {entries!r}).")
+    return {"live": live, "preview": entries.get("preview", "")}
+
+
+def _stat_rows(text: str) -> list[dict[str, str]]:
+    header, _, body = text.partition("\n")
+    reader = csv.DictReader(io.StringIO(header.lstrip("# ") + "\n" + body))
+    return [row for row in reader if row.get("pxname")]
+
+
+def _complete(rows: list[dict[str, str]]) -> bool:
+    # Our config always has both colours' backends and both frontends; a reply without all of
+    # them is a cut-short read of the socket (seen once under load).
+    return EXPECTED_ROWS <= {(row["pxname"], row["svname"]) for row in rows}
+
+
+def servers_by_backend(rows: list[dict[str, str]]) -> dict[str, list[ServerState]]:
+    found: dict[str, list[ServerState]] = {}
+    for row in rows:
+        if row["svname"] in ("FRONTEND", "BACKEND"):
+            continue
+        found.setdefault(row["pxname"], []).append(ServerState(
+            backend=row["pxname"],
+            server=row["svname"],
+            status=row["status"],
+            sessions=int(row["scur"] or 0),
+            check=row.get("check_status", "") or "",
+            check_code=row.get("check_code", "") or "",
+        ))
+    return found

@@ -18,6 +18,8 @@ import docker.errors
 from simulator.errors import CutoverError
 from simulator.leftovers import ONE_SHOT_ROLES, Finding, OneShot, Seen, find_leftovers, needs_history
 from simulator.ledger import Operation, commands, parse_records
+from simulator.parallel import at_once
+from simulator.proxy_api import ProxyAPI, servers_by_backend
 from stacks.spec import COLOURS, PROJECT
 from stacks.topology import proxy_container_name
 
@@ -26,19 +28,10 @@ if TYPE_CHECKING:
 
 
 def observe(sim: "Simulator", holding_lock: bool) -> Seen:
-    observed = sim.driver.observe()
-    proxy = observed.containers.get(proxy_container_name(sim.spec))
-    live, servers = None, {}
-    if proxy is not None and proxy.running:
-        api = sim.proxy
-        try:
-            live = api.colours()["live"]
-            rows = api.servers_by_backend()  # one read of the stats for both colours: each exec costs
-        except CutoverError:
-            # A proxy not answering yet (restarting) is for 'up' or the command's own checks to
-            # handle; the pools and servers are not judged without it.
-            live, rows = None, {}
-        servers = {colour: tuple(rows.get(colour, ())) for colour in COLOURS}
+    # The containers, the proxy (colours and stats in one exec) and the one-shots, read at once.
+    observed, proxy_read, one_shots = at_once(sim.driver.observe, lambda: _read_proxy(sim), lambda: _one_shots(sim))
+    live, rows = proxy_read
+    servers = {} if rows is None else {colour: tuple(rows.get(colour, ())) for colour in COLOURS}
     lock_held_by = stale = None
     if not holding_lock:
         holder = sim.ledger.holder()
@@ -52,7 +45,7 @@ def observe(sim: "Simulator", holding_lock: bool) -> Seen:
         live=live,
         containers=tuple(observed.containers.values()),
         servers=servers,
-        one_shots=tuple(_one_shots(sim)),
+        one_shots=tuple(one_shots),
         lock_held_by=lock_held_by,
         stale_lock=stale,
         holding_lock=holding_lock,
@@ -61,6 +54,23 @@ def observe(sim: "Simulator", holding_lock: bool) -> Seen:
         lines, _ = sim.ledger.read()
         seen = replace(seen, rows=tuple(commands(parse_records(lines))))
     return seen
+
+
+def _read_proxy(sim: "Simulator") -> tuple[str | None, dict | None]:
+    """The live colour and each backend's servers; (None, None) when the proxy is not running, and
+    (None, {}) when it is not answering yet (restarting): that is for 'up' or the command's own
+    checks to handle; the pools and servers are not judged without it."""
+    try:
+        proxy = sim.client.containers.get(proxy_container_name(sim.spec))
+    except docker.errors.NotFound:
+        return None, None
+    if proxy.status != "running":
+        return None, None
+    try:
+        colours, rows = ProxyAPI(proxy).read()
+    except CutoverError:
+        return None, {}
+    return colours["live"], servers_by_backend(rows)
 
 
 def _one_shots(sim: "Simulator") -> list[OneShot]:

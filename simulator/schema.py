@@ -135,8 +135,12 @@ class Schema:
         # The image ID a version is bound to (set by the simulator); None falls back to its tag.
         self.image_of: Callable[[str], str | None] = lambda version: None
 
-    def incompatibility(self, version: str) -> str | None:
-        """Why ``version`` cannot run on the database as it is now, or None when it can."""
+    def incompatibility(self, version: str, running_in: str | None = None) -> str | None:
+        """Why ``version`` cannot run on the database as it is now, or None when it can.
+
+        ``running_in`` names a running container of ``version``'s own artefact (same image ID, same
+        database settings): a read-only command may run there, by ``docker exec``, instead of in a
+        one-shot container created, started, waited on and removed for it (seconds on a busy engine)."""
         raise NotImplementedError
 
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
@@ -156,8 +160,11 @@ class Schema:
     def contract(self, version: str) -> list[str]:
         raise NotImplementedError
 
-    def _run(self, version: str, command: tuple[str, ...], what: str) -> str:
-        code, out, err = self.driver.run_once(migration_container(self.spec, version, command, self.image_of(version)))
+    def _run(self, version: str, command: tuple[str, ...], what: str, running_in: str | None = None) -> str:
+        if running_in is not None:
+            code, out, err = self.driver.exec_in(running_in, command, self.spec.migration_timeout_s)
+        else:
+            code, out, err = self.driver.run_once(migration_container(self.spec, version, command, self.image_of(version)))
         if code != 0:
             reason = (err.strip().splitlines() or out.strip().splitlines() or [f"exit status {code}"])[-1]
             raise CutoverError(f"version {version} could not {what} ({' '.join(command)} exited {code}): {reason}")
@@ -186,7 +193,7 @@ class NoSchema(Schema):
 
     read_write = False
 
-    def incompatibility(self, version: str) -> str | None:
+    def incompatibility(self, version: str, running_in: str | None = None) -> str | None:
         return None
 
     def expand(self, version: str, live_version: str | None, lint: bool = True) -> list[str]:
@@ -227,9 +234,9 @@ class DescribedSchema(Schema):
             self._releases[version] = release
         return self._releases[version]
 
-    def current(self, version: str) -> str | None:
+    def current(self, version: str, running_in: str | None = None) -> str | None:
         """The database's revision, as ``version``'s own ``current`` command reads it."""
-        out = self._run(version, self.commands.current, "read the schema revision")
+        out = self._run(version, self.commands.current, "read the schema revision", running_in)
         try:
             data = json.loads(out.strip().splitlines()[-1])
             return data["current"]
@@ -238,9 +245,9 @@ class DescribedSchema(Schema):
                 f"version {version}'s migrations 'current' did not print {{\"current\": REVISION or null}} as its last line; see docs/migrations.md."
             ) from None
 
-    def incompatibility(self, version: str) -> str | None:
+    def incompatibility(self, version: str, running_in: str | None = None) -> str | None:
         release = self.release(version)
-        current = self.current(version)
+        current = self.current(version, running_in)
         if release.runs_on(current):
             return None
         return f"it runs {version}, which works up to schema revision {release.works_until}, but the database is at {current} (a later release was finalized)"
@@ -299,7 +306,7 @@ class ExpandOnlySchema(Schema):
         super().__init__(driver)
         self.commands = commands
 
-    def incompatibility(self, version: str) -> str | None:
+    def incompatibility(self, version: str, running_in: str | None = None) -> str | None:
         return None  # nothing is ever contracted
 
     def failure(self, version: str, command: tuple[str, ...], step: str, code: int, reason: str) -> str:

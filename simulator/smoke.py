@@ -33,15 +33,20 @@ def check_answer(response: requests.Response, request: Request, url: str) -> Non
         raise CutoverError(f"smoke test: {request.method} {url} answered without {request.expect_body!r} in its body.")
 
 
-def smoke_test(base_url: str, checks: tuple[Request, ...], colour: str, version: str, rounds: int) -> list[str]:
+def smoke_test(base_url: str, checks: tuple[Request, ...], colour: str, version: str, rounds: int, servers: set[str] | None = None) -> list[str]:
     """Send every declared check ``rounds`` times (enough to visit every server of the colour).
 
     Each answer must be what the check expects and, by the proxy's headers, come from ``colour``
-    running ``version``. Returns the servers that answered.
+    running ``version``. With ``servers`` (the colour's servers as HAProxy names them), it stops
+    after the first whole round by which every one of them has answered: the rounds are there
+    to reach every server, and once they have, more rounds only cost time. Returns the servers
+    that answered.
     """
-    seen = set()
+    seen: set[str] = set()
     with requests.Session() as session:
         for _ in range(rounds):
+            if servers and servers <= seen:
+                break
             for check in checks:
                 response = send(session, base_url, check)
                 check_answer(response, check, base_url + check.path)
