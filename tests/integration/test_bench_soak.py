@@ -13,7 +13,9 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT, remove_app_images
+from loadtests.bench.stack import write_stack
+from stacks.spec import load_stack
+from tests.conftest import REPO_ROOT, remove_stale_app_images
 
 pytestmark = pytest.mark.docker
 
@@ -26,7 +28,8 @@ def run(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedPr
 
 
 def test_bench_short_form_measures_every_way(tmp_path):
-    remove_app_images(f"cutover-{STACK}-demo")  # a version stays bound to its source: start from none
+    # A version stays bound to its source: forget images of another source, reuse those of this one.
+    remove_stale_app_images(load_stack(STACK, write_stack(STACK, BASE_PORT)))
     result = run("loadtests.bench", "--stack", STACK, "--base-port", str(BASE_PORT), "--switches", "2", "--connections", "4",
                  "--warmup", "0.5", "--steady", "1", "--hold", "0.5", "--out", str(tmp_path))
     print(result.stdout[-3000:], result.stderr[-2000:])
