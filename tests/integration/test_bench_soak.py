@@ -15,8 +15,10 @@ import sys
 
 import pytest
 
+from loadtests.bench.stack import write_stack
 from loadtests.charts import DPI, TIMELINE_INCHES
-from tests.conftest import REPO_ROOT, remove_app_images
+from stacks.spec import load_stack
+from tests.conftest import REPO_ROOT, remove_stale_app_images
 
 pytestmark = pytest.mark.docker
 
@@ -43,7 +45,8 @@ def assert_report(directory, requests: int, flips: int, charts: int) -> None:
 
 
 def test_bench_short_form_measures_every_way(tmp_path):
-    remove_app_images(f"cutover-{STACK}-demo")  # a version stays bound to its source: start from none
+    # A version stays bound to its source: forget images of another source, reuse those of this one.
+    remove_stale_app_images(load_stack(STACK, write_stack(STACK, BASE_PORT)))
     result = run("loadtests.bench", "--stack", STACK, "--base-port", str(BASE_PORT), "--switches", "2", "--connections", "4",
                  "--warmup", "0.5", "--steady", "1", "--hold", "0.5", "--out", str(tmp_path))
     print(result.stdout[-3000:], result.stderr[-2000:])

@@ -114,7 +114,23 @@ def test_a_bad_version_switched_live_under_load_is_rolled_back_by_itself(stacks,
         assert record["finished"] >= flip_began and record["started"] <= back["flipped_back_at"], record
 
 
-def test_rollback_goes_back_to_the_version_live_before_the_last_switch(stacks):
+@pytest.fixture
+def short_watch(stacks):
+    """The stack's switches watched 3 s instead of WATCH_SECONDS for one test, then back: rollback's
+    meaning does not depend on the watch (the other two tests here do), and each switch would
+    otherwise hold the test for the whole window (three of them: about 36 s of make test)."""
+    path = stacks / f"Pulumi.{STACK}.yaml"
+    original = path.read_text()
+    document = yaml.safe_load(original)
+    document["config"]["cutover:watchSeconds"] = 3
+    path.write_text(yaml.safe_dump(document))
+    try:
+        yield
+    finally:
+        path.write_text(original)
+
+
+def test_rollback_goes_back_to_the_version_live_before_the_last_switch(stacks, short_watch):
     start = live(stacks)
     # The last flip was the automatic rollback: nothing to undo.
     assert_refused(cli(stacks, "rollback"), "nothing to roll back", "auto-rollback")
