@@ -47,8 +47,21 @@ class ProxyAPI:
         return output
 
     def colours(self) -> dict[str, str]:
-        """{"live": colour, "preview": colour} as the proxy routes right now."""
-        return _colours(self.command(f"show map {COLOUR_MAP}"))
+        """{"live": colour, "preview": colour} as the proxy routes right now.
+
+        The map always holds both keys: an empty reply is a cut-short read of the socket (as for
+        the stats, seen under load right after a reload), so it is read again, a few times at
+        most, before it counts."""
+        return self._colours_from(self.command(f"show map {COLOUR_MAP}"))
+
+    def _colours_from(self, first_reply: str) -> dict[str, str]:
+        reply = first_reply
+        for attempt in range(STATS_READS - 1):
+            if reply.strip():
+                break
+            time.sleep(0.1 * (attempt + 1))
+            reply = self.command(f"show map {COLOUR_MAP}")
+        return _colours(reply)
 
     def batch(self, lines: list[str]) -> list[str]:
         """Several runtime-API commands in one ``docker exec`` (each exec costs a round trip to the
@@ -65,7 +78,7 @@ class ProxyAPI:
         """The colour map and the stats from one exec: what a switch reads before it flips."""
         routing, stat = self.batch([f"show map {COLOUR_MAP}", "show stat"])
         rows = _stat_rows(stat)
-        return _colours(routing), rows if _complete(rows) else self.stats()
+        return self._colours_from(routing), rows if _complete(rows) else self.stats()
 
     def switch_to(self, colour: str, force: bool = False) -> None:
         """Make ``colour`` live in one runtime-API line and persist it (the image's proxy-switch),

@@ -143,3 +143,29 @@ def test_smoke_still_refuses_a_wrong_version(preview):
     state["version"] = "1.0.0"
     with pytest.raises(CutoverError, match="expected green 2.0.0"):
         smoke_test(url, CHECKS, "green", "2.0.0", rounds=4, servers={"green-1", "green-2"})
+
+
+class CutShortOnce(FakeProxy):
+    """The socket's reply cut short once (an empty map), as seen under load right after a reload."""
+
+    def __init__(self, replies: dict[str, str], empty_reads: int) -> None:
+        super().__init__(replies)
+        self.empty_reads = empty_reads
+
+    def exec_run(self, argv, **kw):
+        if argv[1].startswith("show map") and self.empty_reads:
+            self.empty_reads -= 1
+            self.execs.append(argv[1])
+            return SimpleNamespace(exit_code=0, output=b"")
+        return super().exec_run(argv, **kw)
+
+
+def test_an_empty_colour_map_reply_is_read_again():
+    proxy = ProxyAPI(CutShortOnce({"show map /var/lib/haproxy/state/colours.map": MAP, "show stat": STAT}, empty_reads=2))
+    assert proxy.colours() == {"live": "blue", "preview": "green"}
+
+
+def test_a_map_that_stays_empty_is_refused_in_one_sentence():
+    proxy = ProxyAPI(CutShortOnce({"show map /var/lib/haproxy/state/colours.map": MAP, "show stat": STAT}, empty_reads=99))
+    with pytest.raises(CutoverError, match="no valid live colour"):
+        proxy.colours()
