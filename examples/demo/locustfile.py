@@ -15,13 +15,19 @@ import random
 from locust import FastHttpUser, constant, tag, task
 
 
-class DemoUser(FastHttpUser):
-    weight = 39
+class _DemoClient(FastHttpUser):
+    """What both kinds of user share: back to back, one keep-alive connection, never a retry."""
+
+    abstract = True
     wait_time = constant(0)
     # Never a retry: a failure counts as a dropped request.
     max_retries = 0
     network_timeout = 30.0
     connection_timeout = 5.0
+
+
+class DemoUser(_DemoClient):
+    weight = 39
 
     def on_start(self) -> None:
         self.my_items: list[int] = []
@@ -49,14 +55,10 @@ class DemoUser(FastHttpUser):
             self.client.get(f"/items/{random.choice(self.my_items)}", name="GET /items/{id}")
 
 
-class SlowRequestUser(FastHttpUser):
+class SlowRequestUser(_DemoClient):
     """Held requests, back to back: a request that spans each flip, drained on the colour it began on."""
 
     weight = 1
-    wait_time = constant(0)
-    max_retries = 0
-    network_timeout = 30.0
-    connection_timeout = 5.0
 
     @task
     def slow_request(self) -> None:

@@ -315,15 +315,20 @@ def observed() -> ProxyState:
 
 
 def compute(make_run: Callable[..., ProgramRun] = run_program) -> list[Outcome]:
+    return outcomes_of(lambda overrides=None: make_run(STACK, overrides, proxy=observed()), scenarios, "cutover-matrix-")
+
+
+def outcomes_of(run: Callable[..., ProgramRun], scenarios_in: Callable[[Path], list[Scenario]], prefix: str) -> list[Outcome]:
+    """Each scenario's run classified against the unchanged one (``run()``); a refused run is its row."""
     import pulumi
 
-    workdir = Path(tempfile.mkdtemp(prefix="cutover-matrix-"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        base = make_run(STACK, proxy=observed())
+        base = run()
         outcomes = []
-        for scenario in scenarios(workdir):
+        for scenario in scenarios_in(workdir):
             try:
-                changed = make_run(STACK, scenario.overrides, proxy=observed())
+                changed = run(scenario.overrides)
             except pulumi.RunError as exc:
                 outcomes.append(Outcome(scenario, None, {}, refusal=str(exc)))
                 continue
@@ -502,23 +507,7 @@ def swarm_scenarios(workdir: Path) -> list[Scenario]:
 
 
 def compute_swarm(make_run: Callable[..., ProgramRun] = run_program) -> list[Outcome]:
-    import pulumi
-
-    workdir = Path(tempfile.mkdtemp(prefix="cutover-swarm-matrix-"))
-    try:
-        base = make_run(SWARM_STACK)
-        outcomes = []
-        for scenario in swarm_scenarios(workdir):
-            try:
-                changed = make_run(SWARM_STACK, scenario.overrides)
-            except pulumi.RunError as exc:
-                outcomes.append(Outcome(scenario, None, {}, refusal=str(exc)))
-                continue
-            names = {r.urn: r for r in (*base.resources, *changed.resources)}
-            outcomes.append(Outcome(scenario, classify(base, changed), names))
-        return outcomes
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return outcomes_of(lambda overrides=None: make_run(SWARM_STACK, overrides), swarm_scenarios, "cutover-swarm-matrix-")
 
 
 def _service_role(r: Registration) -> str:
