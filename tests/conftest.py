@@ -115,7 +115,7 @@ def write_stack_file(directory: Path, stack: str, live_port: int, **config) -> N
     (directory / f"Pulumi.{stack}.yaml").write_text(yaml.safe_dump({"config": values}))
 
 
-def pytest_collection_modifyitems(config, items):
+def skip_cluster_tests_unless_asked(config, items) -> None:
     # The local swarm's tests take minutes and three Docker-in-Docker engines: they run when asked
     # for (`make cluster-test`, i.e. -m cluster), not in every `pytest` / `make test`.
     if "cluster" in (config.getoption("markexpr") or ""):
@@ -157,6 +157,12 @@ RUN_BEFORE = "tests/integration/test_cutover.py"
 
 
 def pytest_collection_modifyitems(session, config, items):
+    # One hook, both jobs: a second function of this name in this file would replace the first.
+    skip_cluster_tests_unless_asked(config, items)
+    run_early_on_ci_stack(items)
+
+
+def run_early_on_ci_stack(items) -> None:
     def module(item) -> str:
         return item.nodeid.split("::", 1)[0]
 
