@@ -377,14 +377,16 @@ def violations(outcome: Outcome) -> list[str]:
 # --- the table -------------------------------------------------------------------------------------
 
 
-def _label(r: Registration) -> str:
-    name = r.name.replace(f"cutover-{STACK}-", "").replace("cutover-", "")
+def _label(r: Registration, stack: str = STACK) -> str:
+    """A resource's name in the tables (both kinds): without the stack's prefix, its kind where the
+    name alone would not say it, a swarm config without the content digest in its name."""
+    name = r.name.replace(f"cutover-{stack}-", "").replace("cutover-", "")
     if r.type == DOCKER_PROVIDER:
         return "provider"
     if r.type == COMMAND:
         return f"{name} (command)"
-    if r.type == IMAGE:
-        return name
+    if r.type == "docker:index/serviceConfig:ServiceConfig":
+        return re.sub(r"-[0-9a-f]{12}$", "", name) + " (config)"
     return name
 
 
@@ -530,21 +532,10 @@ def swarm_violations(outcome: Outcome) -> list[str]:
     return found
 
 
-def _swarm_label(r: Registration) -> str:
-    name = r.name.replace(f"cutover-{SWARM_STACK}-", "").replace("cutover-", "")
-    if r.type == DOCKER_PROVIDER:
-        return "provider"
-    if r.type == COMMAND:
-        return f"{name} (command)"
-    if r.type == "docker:index/serviceConfig:ServiceConfig":
-        return re.sub(r"-[0-9a-f]{12}$", "", name) + " (config)"
-    return name
-
-
 def render_swarm(outcomes: list[Outcome]) -> str:
     def cell(o: Outcome, kinds: tuple[str, ...]) -> str:
         assert o.verdicts is not None
-        return ", ".join(sorted({_swarm_label(o.names[u]) for u, v in o.verdicts.items() if v.kind in kinds})) or "—"
+        return ", ".join(sorted({_label(o.names[u], SWARM_STACK) for u, v in o.verdicts.items() if v.kind in kinds})) or "—"
 
     lines = [
         SWARM_BEGIN,
