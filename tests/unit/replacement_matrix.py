@@ -277,6 +277,16 @@ PROXY_NOTE = (
 )
 
 
+def watch_scenarios(note: str) -> list[Scenario]:
+    """The watch's keys: the same rows in both kinds' matrices, ``note`` says who reads them."""
+    return [
+        Scenario("cutover:watchSeconds", "10 → 20", {"cutover:watchSeconds": "20"}, note),
+        Scenario("cutover:watchMax5xxPercent", "5 → 1", {"cutover:watchMax5xxPercent": "1"}, note),
+        Scenario("cutover:watchMinRequests", "20 → 50", {"cutover:watchMinRequests": "50"}, note),
+        Scenario("cutover:watchMaxResponseMs", "5000 → 2000", {"cutover:watchMaxResponseMs": "2000"}, note),
+    ]
+
+
 def scenarios(workdir: Path) -> list[Scenario]:
     return [
         Scenario("docker:host", "ssh://deploy@prod-docker.internal → ssh://deploy@prod-docker-2.internal", {"docker:host": "ssh://deploy@prod-docker-2.internal"},
@@ -302,10 +312,7 @@ def scenarios(workdir: Path) -> list[Scenario]:
                  "Only the database's retain-on-delete option changes: nothing is touched until a destroy."),
         Scenario("cutover:migrationTimeoutSeconds", "600 → 1200", {"cutover:migrationTimeoutSeconds": "1200"},
                  "Only the expand run's create timeout changes: it applies to the next run."),
-        Scenario("cutover:watchSeconds", "10 → 20", {"cutover:watchSeconds": "20"}, "Read by the simulator's watch only."),
-        Scenario("cutover:watchMax5xxPercent", "5 → 1", {"cutover:watchMax5xxPercent": "1"}, "Read by the simulator's watch only."),
-        Scenario("cutover:watchMinRequests", "20 → 50", {"cutover:watchMinRequests": "50"}, "Read by the simulator's watch only."),
-        Scenario("cutover:watchMaxResponseMs", "5000 → 2000", {"cutover:watchMaxResponseMs": "2000"}, "Read by the simulator's watch only."),
+        *watch_scenarios("Read by the simulator's watch only."),
     ]
 
 
@@ -501,10 +508,7 @@ def swarm_scenarios(workdir: Path) -> list[Scenario]:
                  "Every image is rebuilt on the manager; the services name tags, so they keep running until a release rolls them."),
         Scenario("cutover:keepDataOnDestroy", "true → false", {"cutover:keepDataOnDestroy": "false"}, "Only the database service's retain-on-delete option."),
         Scenario("cutover:migrationTimeoutSeconds", "600 → 1200", {"cutover:migrationTimeoutSeconds": "1200"}, "The next expand run's create timeout."),
-        Scenario("cutover:watchSeconds", "10 → 20", {"cutover:watchSeconds": "20"}, simulator_only),
-        Scenario("cutover:watchMax5xxPercent", "5 → 1", {"cutover:watchMax5xxPercent": "1"}, simulator_only),
-        Scenario("cutover:watchMinRequests", "20 → 50", {"cutover:watchMinRequests": "50"}, simulator_only),
-        Scenario("cutover:watchMaxResponseMs", "5000 → 2000", {"cutover:watchMaxResponseMs": "2000"}, simulator_only),
+        *watch_scenarios(simulator_only),
     ]
 
 
