@@ -230,7 +230,7 @@ def cluster() -> None:
 @click.option("--api-port", type=click.IntRange(1024, 65535), default=23761, show_default=True,
               help="The manager's engine API on 127.0.0.1 (the docker:host of a stack on the cluster); worker i's is this port + i.")
 @click.option("--publish", type=click.IntRange(1, 65535), multiple=True, metavar="PORT",
-              help="Also publish PORT of the manager on 127.0.0.1 (a stack's live or preview port; swarm's routing mesh reaches every node). Repeatable; fixed when the manager is created.")
+              help="Publish PORT on 127.0.0.1 through the cluster's edge (an HAProxy balancing TCP over PORT on every worker, where a stack's proxies publish in host mode). Repeatable; fixed when the edge is created.")
 def cluster_up(name: str, workers: int, api_port: int, publish: tuple[int, ...]) -> None:
     """Start the nodes, form the swarm, label the nodes; a second run changes nothing (more
     workers are added, fewer are refused)."""
@@ -240,9 +240,10 @@ def cluster_up(name: str, workers: int, api_port: int, publish: tuple[int, ...])
 
 @cluster.command("status")
 @cluster_name_option
-@click.option("--json", "as_json", is_flag=True, help="Print one object per node as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print one object per node (and the edge's, role edge, with its servers) as JSON.")
 def cluster_status(name: str, as_json: bool) -> None:
-    """Each node: its container, engine, swarm state, availability, labels and memory."""
+    """Each node: its container, engine, swarm state, availability, labels and memory; the edge and
+    the state of each of its servers (a port on a traffic node)."""
     rows = _cluster(name).status()
     if as_json:
         click.echo(json.dumps(rows))
@@ -256,8 +257,16 @@ def cluster_status(name: str, as_json: bool) -> None:
     for row in rows:
         memory = f"{row['memory_bytes'] / 2**20:.0f} MiB" if row["memory_bytes"] is not None else "-"
         labels = ", ".join(f"{k}={v}" for k, v in sorted(row["labels"].items())) or "-"
-        table.add_row(row["node"], row["role"], row["container"], row["engine"], row["swarm"] or "-", row["availability"] or "-", labels, memory)
+        table.add_row(row["node"], row["role"], row["container"], row["engine"] or "-", row["swarm"] or "-", row["availability"] or "-", labels, memory)
     console.print(table)
+    for row in rows:
+        if row["role"] == "edge":
+            servers = Table(title=f"edge {row['node']}: 127.0.0.1:{', 127.0.0.1:'.join(map(str, row['ports']))}")
+            for column in ("port", "node", "status", "address"):
+                servers.add_column(column)
+            for server in row["servers"]:
+                servers.add_row(str(server["port"]), server["node"], server["status"], server["address"] or "-")
+            console.print(servers)
 
 
 @cluster.command("image")

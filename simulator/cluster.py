@@ -7,8 +7,10 @@ each other for the swarm's control plane (2377/tcp), gossip (7946) and overlay d
 
 Each node's engine API is published on 127.0.0.1 only: the manager's at ``--api-port`` (the
 ``docker:host`` a stack on the cluster names), worker i's at ``--api-port + i``. Ports a stack
-publishes (its live and preview ports) are published from the manager on 127.0.0.1; swarm's routing
-mesh carries them to whichever node runs the task.
+publishes (its live and preview ports) reach the traffic nodes through the **edge**
+(simulator/edge.py): swarm's routing mesh needs IPVS, which the nodes' kernel here lacks, so the
+proxies publish in host mode on the workers and the edge, a load balancer on the cluster's network,
+publishes each port on 127.0.0.1 and balances it over them.
 
 Images reach the nodes from the private registry (simulator/registry.py) by digest when it runs:
 the registry container joins the cluster's network, so the nodes reach it by its container name;
@@ -31,11 +33,14 @@ import docker
 import docker.errors
 import requests
 
+from simulator.edge import EDGE_ROLE, Edge
+from simulator.edge_config import EdgeServer
 from simulator.errors import CutoverError
 from simulator.images import DEFAULT_BASE_IMAGE, short_id
 from simulator.nodes import ENGINE_PORT, NODE_IMAGE, node_build, run_options
 from simulator.registry import USER as STORE_USER
 from simulator.registry import ArtefactStore, password
+from stacks.image_builds import ImageBuild, proxy_image_build
 from stacks.ownership import MANAGED_BY, SIMULATOR
 
 PREFIX = "cutover-cluster-"
@@ -103,6 +108,16 @@ def network_name(name: str) -> str:
     return f"{PREFIX}{name}"
 
 
+def edge_name(name: str) -> str:
+    return f"{PREFIX}{name}-edge"
+
+
+def traffic_servers(name: str, nodes: list[NodePlan]) -> list[EdgeServer]:
+    """The edge's servers: every node labelled for traffic (the workers), named by their container
+    (Docker's DNS on the cluster network follows a node's address across restarts)."""
+    return [EdgeServer(n.container.removeprefix(f"{PREFIX}{name}-"), n.container) for n in nodes if n.labels.get(TRAFFIC_LABEL) == "true"]
+
+
 def object_labels(name: str, role: str | None = None, api_port: int | None = None) -> dict[str, str]:
     labels = {"cutover.project": "cutover", CLUSTER_LABEL: name, MANAGED_BY: SIMULATOR}
     if role:
@@ -149,6 +164,10 @@ class Cluster:
     def network(self) -> str:
         return network_name(self.name)
 
+    @property
+    def edge(self) -> Edge:
+        return Edge(self.client, edge_name(self.name), self.network, object_labels(self.name, EDGE_ROLE), self.say)
+
     # --- what exists ---------------------------------------------------------------------------
     def containers(self) -> list:
         return self.client.containers.list(all=True, filters={"label": f"{CLUSTER_LABEL}={self.name}"})
@@ -180,11 +199,16 @@ class Cluster:
         if clash:
             raise CutoverError(f"--publish {clash[0]} is the engine port of a node of cluster {self.name} "
                                f"(ports {wanted[0].api_port} to {wanted[-1].api_port}); publish another port.")
+        if publish and workers == 0:
+            raise CutoverError(f"--publish needs at least one worker: the edge balances PORT over the traffic nodes, "
+                               f"which are the workers of cluster {self.name}.")
         self._check_compatible(wanted, publish)
-        self._ensure_node_image()
+        self._build(node_build(self.base_image), "node")
+        if publish:
+            self._build(proxy_image_build(self.base_image), "edge")
         subnet = self._ensure_network()
         for node in wanted:
-            self._ensure_node(node, subnet, publish if node.role == "manager" else ())
+            self._ensure_node(node, subnet)
         for node in wanted:
             self._wait_engine(node)
         manager, others = wanted[0], wanted[1:]
@@ -203,6 +227,8 @@ class Cluster:
         self._forget_stale(manager_engine, set(node_ids.values()))
         for node in wanted:
             self._label(manager_engine.nodes.get(node_ids[node.container]), node.labels)
+        if publish:
+            self.edge.ensure(publish, traffic_servers(self.name, wanted))
         return wanted
 
     def _check_compatible(self, wanted: list[NodePlan], publish: tuple[int, ...]) -> None:
@@ -212,9 +238,15 @@ class Cluster:
         if existing[0].role == "manager":
             bindings = self.client.containers.get(existing[0].container).attrs["HostConfig"].get("PortBindings") or {}
             published = sorted(int(p.split("/")[0]) for p in bindings if p != f"{ENGINE_PORT}/tcp")
-            if published != sorted(set(publish)):
-                raise CutoverError(f"cluster {self.name}'s manager publishes {_ports(published)}, not {_ports(sorted(set(publish)))} "
-                                   f"(fixed when it was created); repeat its --publish or take it down first.")
+            if published:
+                # An older cutover published stack ports on the manager (through a routing mesh that
+                # does not work here); its container cannot unpublish them.
+                raise CutoverError(f"cluster {self.name}'s manager publishes {_ports(published)} itself (made by an older cutover); "
+                                   f"'cutover cluster down --name {self.name}' and up again to publish through the edge.")
+        edge_ports = self.edge.published()
+        if edge_ports is not None and edge_ports != sorted(set(publish)):
+            raise CutoverError(f"cluster {self.name}'s edge publishes {_ports(edge_ports)}, not {_ports(sorted(set(publish)))} "
+                               f"(fixed when it was created); repeat its --publish or take the cluster down first.")
         have = {n.container: n.api_port for n in existing}
         extra = sorted(set(have) - {n.container for n in wanted})
         if extra:
@@ -225,19 +257,18 @@ class Cluster:
                 raise CutoverError(f"cluster {self.name} publishes {node.container}'s engine on 127.0.0.1:{have[node.container]}, "
                                    f"not {node.api_port}; use --api-port {existing[0].api_port} or take it down first.")
 
-    def _ensure_node_image(self) -> None:
+    def _build(self, build: ImageBuild, what: str) -> None:
         try:
             self.client.images.get(self.base_image)
         except docker.errors.ImageNotFound:
             raise CutoverError(f"the base image {self.base_image} is missing; build it with 'make base-image' (images/base/bootstrap.sh).") from None
-        build = node_build(self.base_image)
         # Rebuilt on every up like the stack's own images: the layer cache makes an unchanged one
-        # take a second, and a changed images/node never lags behind.
+        # take a second, and a changed images/node or images/proxy never lags behind.
         self.say(f"building {build.tag}")
         for chunk in self.client.api.build(path=str(build.context_path()), dockerfile=build.dockerfile, tag=build.tag,
                                            buildargs=dict(build.args), rm=True, forcerm=True, decode=True):
             if "error" in chunk:
-                raise CutoverError(f"building the node image {build.tag} failed: {chunk['error'].strip()}")
+                raise CutoverError(f"building the {what} image {build.tag} failed: {chunk['error'].strip()}")
 
     def _ensure_network(self) -> str:
         try:
@@ -251,7 +282,7 @@ class Cluster:
             raise CutoverError(f"network {self.network} has no subnet the nodes could trust registries on; remove it and run up again.")
         return configs[0]["Subnet"]
 
-    def _ensure_node(self, node: NodePlan, subnet: str, publish: tuple[int, ...]) -> None:
+    def _ensure_node(self, node: NodePlan, subnet: str) -> None:
         try:
             container = self.client.containers.get(node.container)
         except docker.errors.NotFound:
@@ -269,7 +300,7 @@ class Cluster:
         except docker.errors.NotFound:
             self.client.volumes.create(node.volume, labels=object_labels(self.name))
         self.say(f"starting {node.container} (engine on 127.0.0.1:{node.api_port})")
-        ports = {f"{ENGINE_PORT}/tcp": ("127.0.0.1", node.api_port), **{f"{p}/tcp": ("127.0.0.1", p) for p in publish}}
+        ports = {f"{ENGINE_PORT}/tcp": ("127.0.0.1", node.api_port)}
         try:
             self.client.containers.run(
                 NODE_IMAGE,
@@ -349,7 +380,8 @@ class Cluster:
 
     # --- status --------------------------------------------------------------------------------
     def status(self) -> list[dict]:
-        """One row per node container: its state, engine, swarm role, availability, labels, memory."""
+        """One row per node container: its state, engine, swarm role, availability, labels, memory;
+        then the edge's row, if there is an edge, with its ports and its servers' states."""
         existing = self.existing_plan()
         swarm_nodes: dict[str, dict] = {}
         managers = [n for n in existing if n.role == "manager"]
@@ -371,6 +403,12 @@ class Cluster:
                 row.update(swarm=attrs["Status"]["State"], availability=attrs["Spec"].get("Availability"),
                            labels=attrs["Spec"].get("Labels") or {})
             rows.append(row)
+        edge = self.edge.status()
+        if edge is not None:
+            container = self.edge.find()
+            rows.append({"node": edge["container"], "role": EDGE_ROLE, "container": edge["state"], "engine": None, "swarm": None,
+                         "availability": None, "labels": {}, "ports": edge["ports"], "servers": edge["servers"],
+                         "memory_bytes": memory_bytes(container.stats(stream=False)) if edge["state"] == "running" else None})
         return rows
 
     # --- down ----------------------------------------------------------------------------------

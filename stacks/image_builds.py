@@ -30,7 +30,12 @@ class ImageBuild:
 
 
 def proxy_build(spec: StackSpec) -> ImageBuild:
-    return ImageBuild(PROXY_IMAGE, "images/proxy", "Dockerfile", (("BASE_IMAGE", spec.base_image),))
+    return proxy_image_build(spec.base_image)
+
+
+def proxy_image_build(base_image: str) -> ImageBuild:
+    """The proxy image (images/proxy); the local swarm's edge runs it too, with a config of its own."""
+    return ImageBuild(PROXY_IMAGE, "images/proxy", "Dockerfile", (("BASE_IMAGE", base_image),))
 
 
 def database_build(spec: StackSpec) -> ImageBuild:

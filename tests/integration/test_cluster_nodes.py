@@ -1,15 +1,27 @@
 """A real multi-node swarm on this machine (simulator/cluster.py): three Docker-in-Docker nodes form
 a swarm (1 manager, 2 workers, all Ready, labelled), an image reaches every node by digest from the
 artefact store and as the same image ID by streaming, an overlay network spans the nodes, a
-replicated service spreads over them and its tasks answer each other through `tasks.<service>`,
-and `down` leaves nothing behind. Prints its figures (formation, distribution, memory per node).
+replicated service spreads over them and its tasks answer each other through `tasks.<service>`;
+the edge (simulator/edge.py) balances 127.0.0.1:EDGE_PORT over a host-mode service on the workers,
+stops sending to a worker whose container is killed, takes it back after `up`, and takes in a
+worker added by a later `up`; `down` leaves nothing behind. Prints its figures (formation,
+distribution, memory per node, the edge's failover).
+
+The image the tests copy to the nodes is the probe (images/probe: busybox on an empty root, 2 MiB),
+not the 175 MiB base image: those copies were most of this file's 203-425 s.
 
 Runs only when selected: `make cluster-test` (pytest -m cluster); not part of `make test` yet.
+Another cluster name and ports (e.g. beside a colleague's run): CUTOVER_TEST_CLUSTER,
+CUTOVER_TEST_CLUSTER_API_PORT (and the next 3), CUTOVER_TEST_REGISTRY_PORT, CUTOVER_TEST_EDGE_PORT.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
+import os
+import re
+import threading
 import time
 
 import docker
@@ -17,24 +29,26 @@ import docker.errors
 import docker.types
 import pytest
 
-from simulator.cluster import DATABASE_LABEL, TRAFFIC_LABEL, Cluster, network_name
+from simulator.cluster import DATABASE_LABEL, TRAFFIC_LABEL, Cluster, edge_name, network_name
+from simulator.errors import CutoverError
 from simulator.images import DEFAULT_BASE_IMAGE
 from simulator.registry import ArtefactStore
 from stacks.image_builds import ImageBuild
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
-NAME = "nodes"  # every object: cutover-cluster-nodes-*, labelled cutover.cluster=nodes
-API_PORT = 23765  # beside a default cluster (23761-23763), never on it
-REGISTRY_PORT = 19650
-SERVICE = "cutover-nodes-echo"
-OVERLAY = "cutover-nodes-overlay"
+NAME = os.environ.get("CUTOVER_TEST_CLUSTER", "nodes")  # every object: cutover-cluster-NAME-*, labelled cutover.cluster=NAME
+API_PORT = int(os.environ.get("CUTOVER_TEST_CLUSTER_API_PORT", "23765"))  # beside a default cluster (23761-23763); 4 nodes
+REGISTRY_PORT = int(os.environ.get("CUTOVER_TEST_REGISTRY_PORT", "19650"))
+EDGE_PORT = int(os.environ.get("CUTOVER_TEST_EDGE_PORT", "19651"))
+SERVICE = f"cutover-{NAME}-echo"
+WEB = f"cutover-{NAME}-web"
+OVERLAY = f"cutover-{NAME}-overlay"
 REPLICAS = 4
 ECHO_PORT = 8000
-# Each task answers a TCP connection with its own hostname: perl-base is in the base image, so the
-# service needs no image of its own.
-ECHO = ("perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalPort => %d, Listen => 16, ReuseAddr => 1) or die $!;"
-        " while ($c = $s->accept) { print $c qx(hostname); close $c }'" % ECHO_PORT)
+PROBE = ImageBuild("cutover-probe:1", "images/probe", "Dockerfile", (("BASE_IMAGE", DEFAULT_BASE_IMAGE),))
+# Each task answers HTTP on ECHO_PORT with its hostname (busybox httpd, a file written at start).
+ECHO = f"mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p {ECHO_PORT} -h /tmp/www"
 DEADLINE_S = 60
 FIGURES: dict[str, object] = {}
 
@@ -65,11 +79,18 @@ def store(host, state_dir):
 
 
 @pytest.fixture(scope="module")
+def probe(host):
+    """The 2 MiB image every test copies to the nodes (built once; the cache makes it ~1 s)."""
+    host.images.build(path=str(PROBE.context_path()), tag=PROBE.tag, buildargs=dict(PROBE.args), rm=True)
+    return PROBE.tag
+
+
+@pytest.fixture(scope="module")
 def cluster(host):
     cluster = Cluster(host, NAME)
     cluster.down()  # a run killed half-way left some behind
     started = time.monotonic()
-    cluster.up(workers=2, api_port=API_PORT)
+    cluster.up(workers=2, api_port=API_PORT, publish=(EDGE_PORT,))
     FIGURES["swarm formation (s)"] = round(time.monotonic() - started, 1)
     yield cluster
     cluster.down()
@@ -89,18 +110,25 @@ def test_three_nodes_form_a_swarm_all_ready_and_labelled(cluster):
     assert [h for h, n in nodes.items() if n["Spec"]["Labels"].get(DATABASE_LABEL) == "true"] == [f"cutover-cluster-{NAME}-manager"]
     assert sorted(h for h, n in nodes.items() if n["Spec"]["Labels"].get(TRAFFIC_LABEL) == "true") == [
         f"cutover-cluster-{NAME}-worker-1", f"cutover-cluster-{NAME}-worker-2"]
-    # The engines answer on loopback only.
+    # The engines answer on loopback only, and publish nothing else: stack ports go through the edge.
     host_ports = [p for node in cluster.existing_plan() for p in cluster.client.containers.get(node.container).ports.get("2375/tcp", [])]
     assert host_ports and all(p["HostIp"] == "127.0.0.1" for p in host_ports), host_ports
+    assert all(list(cluster.client.containers.get(n.container).ports) == ["2375/tcp"] for n in cluster.existing_plan())
+    # (the proxy image's EXPOSEd 8080/8081 are listed, unpublished: None)
+    edge_ports = {port: bound for port, bound in cluster.client.containers.get(edge_name(NAME)).ports.items() if bound}
+    assert list(edge_ports) == [f"{EDGE_PORT}/tcp"] and all(p["HostIp"] == "127.0.0.1" for p in edge_ports[f"{EDGE_PORT}/tcp"]), edge_ports
 
     # up again: nothing changes (the same swarm nodes, no new ones).
     before = {n.id for n in manager.nodes.list()}
     started = time.monotonic()
-    cluster.up(workers=2, api_port=API_PORT)
+    cluster.up(workers=2, api_port=API_PORT, publish=(EDGE_PORT,))
     FIGURES["second up (s)"] = round(time.monotonic() - started, 1)
     assert {n.id for n in manager.nodes.list()} == before
 
     FIGURES["memory per node, idle (MiB)"] = {short(row["node"]): round(row["memory_bytes"] / 2**20) for row in cluster.status()}
+    # Other published ports than the edge's are refused, in one sentence, before anything changes.
+    with pytest.raises(CutoverError, match=f"edge publishes port {EDGE_PORT}, not port {EDGE_PORT + 1}"):
+        cluster.up(workers=2, api_port=API_PORT, publish=(EDGE_PORT + 1,))
 
 
 def figure(distribution) -> dict:
@@ -112,19 +140,19 @@ def short(node: str) -> str:
     return node.removeprefix(f"cutover-cluster-{NAME}-")
 
 
-def test_an_image_reaches_every_node_by_stream_and_by_digest(cluster, store, host):
-    expected = host.images.get(DEFAULT_BASE_IMAGE).id
-    FIGURES["image size (MiB)"] = round(host.images.get(DEFAULT_BASE_IMAGE).attrs["Size"] / 2**20)
-    streamed = cluster.distribute(DEFAULT_BASE_IMAGE, via="stream")
+def test_an_image_reaches_every_node_by_stream_and_by_digest(cluster, store, host, probe):
+    expected = host.images.get(probe).id
+    FIGURES["image size (MiB)"] = round(host.images.get(probe).attrs["Size"] / 2**20, 1)
+    streamed = cluster.distribute(probe, via="stream")
     assert streamed.via == "stream"
     for name, engine in engines(cluster).items():
-        assert engine.images.get(DEFAULT_BASE_IMAGE).id == expected, name
+        assert engine.images.get(probe).id == expected, name
     FIGURES["image by stream (s)"] = figure(streamed)
 
     # Gone from every node, then pulled from the store by digest: the same image ID again.
     for engine in engines(cluster).values():
         engine.images.remove(expected, force=True)
-    by_registry = cluster.distribute(DEFAULT_BASE_IMAGE, via="registry", store=store)
+    by_registry = cluster.distribute(probe, via="registry", store=store)
     assert by_registry.via == "registry" and "@sha256:" in by_registry.reference
     for name, engine in engines(cluster).items():
         image = engine.images.get(by_registry.reference)
@@ -133,12 +161,13 @@ def test_an_image_reaches_every_node_by_stream_and_by_digest(cluster, store, hos
     FIGURES["image by registry (s)"] = figure(by_registry)
 
 
-def test_a_replicated_service_spreads_over_nodes_and_its_tasks_answer_each_other(cluster, store):
+def test_a_replicated_service_spreads_over_nodes_and_its_tasks_answer_each_other(cluster, store, probe):
     manager = docker.DockerClient(base_url=f"tcp://127.0.0.1:{API_PORT}")
-    reference = cluster.distribute(DEFAULT_BASE_IMAGE, via="registry", store=store).reference
+    # Already on every node (the test above): the pull by digest finds every layer there.
+    reference = cluster.distribute(probe, via="registry", store=store).reference
     overlay = manager.networks.create(OVERLAY, driver="overlay", attachable=True, labels={"cutover.cluster": NAME})
     manager.services.create(
-        reference, command=["bash", "-c", ECHO], name=SERVICE, networks=[OVERLAY],
+        reference, command=["sh", "-c", ECHO], name=SERVICE, networks=[OVERLAY],
         mode=docker.types.ServiceMode("replicated", replicas=REPLICAS), labels={"cutover.cluster": NAME},
     )
     service = manager.services.get(SERVICE)
@@ -164,27 +193,144 @@ def test_a_replicated_service_spreads_over_nodes_and_its_tasks_answer_each_other
     def in_task(task, script: str) -> str:
         engine = cluster.engine(plan[node_names[task["NodeID"]]])
         container = engine.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])
-        code, output = container.exec_run(["bash", "-c", script])
+        code, output = container.exec_run(["sh", "-c", script])
         assert code == 0, output
         return output.decode()
 
     asker = tasks[0]
-    resolved = {line.split()[0] for line in in_task(asker, f"getent ahostsv4 tasks.{SERVICE}").splitlines() if line.strip()}
+    # busybox nslookup: the answers are "Address: <ip>" lines (the server's own line has a :53).
+    resolved = set(re.findall(r"^Address:\s*(\d+\.\d+\.\d+\.\d+)\s*$", in_task(asker, f"nslookup tasks.{SERVICE}"), re.M))
     assert resolved == set(addresses), (resolved, set(addresses))
     # Every task answers the asker over the overlay, those on other nodes included.
     others = [ip for ip, task in addresses.items() if task["NodeID"] != asker["NodeID"]]
     assert others
     for ip in addresses:
-        answer = in_task(asker, f"exec 3<>/dev/tcp/{ip}/{ECHO_PORT}; cat <&3").strip()
+        answer = in_task(asker, f"wget -q -O - http://{ip}:{ECHO_PORT}/").strip()
         assert answer == addresses[ip]["Status"]["ContainerStatus"]["ContainerID"][:12], (ip, answer)
 
     FIGURES["memory per node, 4 tasks (MiB)"] = {short(row["node"]): round(row["memory_bytes"] / 2**20) for row in cluster.status()}
     service.remove()
 
 
+def through_edge(timeout: float = 3.0) -> str:
+    """One request on a new connection through the edge; the body names the node that answered."""
+    connection = http.client.HTTPConnection("127.0.0.1", EDGE_PORT, timeout=timeout)
+    try:
+        connection.request("GET", "/", headers={"Connection": "close"})
+        response = connection.getresponse()
+        body = response.read().decode().strip()
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status}")
+        return body
+    finally:
+        connection.close()
+
+
+def answering(requests: int = 12) -> set[str]:
+    nodes = set()
+    for _ in range(requests):
+        try:
+            nodes.add(through_edge())
+        except OSError:
+            pass
+    return nodes
+
+
+class Load(threading.Thread):
+    """Sequential requests through the edge, each on a new connection, until stopped (at most max_s)."""
+
+    def __init__(self, max_s: float = 120) -> None:
+        super().__init__(daemon=True)
+        self.max_s = max_s
+        self.results: list[tuple[float, str | None, float]] = []  # (when, node or None for a failure, seconds)
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        end = time.monotonic() + self.max_s
+        while not self.done.is_set() and time.monotonic() < end:
+            began = time.monotonic()
+            try:
+                node = through_edge()
+            except OSError:
+                node = None
+            self.results.append((began, node, time.monotonic() - began))
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=10)
+
+
+def edge_state(cluster: Cluster, node: str) -> str | None:
+    for server in cluster.edge.servers() or []:
+        if server["port"] == EDGE_PORT and server["node"] == short(node):
+            return server["status"]
+    return None
+
+
+def workers(cluster: Cluster) -> list[str]:
+    return [n.container for n in cluster.existing_plan() if n.role == "worker"]
+
+
+def test_the_edge_balances_over_the_workers_and_stops_sending_to_a_dead_one(cluster, probe):
+    manager = docker.DockerClient(base_url=f"tcp://127.0.0.1:{API_PORT}")
+    cluster.distribute(probe, via="stream")  # by its tag (the test above left it on the nodes by digest only)
+    # One task on each traffic node, its port published in host mode on that node (no routing mesh
+    # here: no IPVS); its hostname is the node's, so every response names the node that answered.
+    manager.services.create(
+        probe, command=["sh", "-c", ECHO], name=WEB, hostname="{{.Node.Hostname}}", labels={"cutover.cluster": NAME},
+        mode=docker.types.ServiceMode("global"), constraints=[f"node.labels.{TRAFFIC_LABEL}==true"],
+        endpoint_spec=docker.types.EndpointSpec(mode="dnsrr", ports={EDGE_PORT: (ECHO_PORT, "tcp", "host")}),
+    )
+    nodes = workers(cluster)
+    wait_for(lambda: answering() == set(nodes), DEADLINE_S, f"127.0.0.1:{EDGE_PORT} answered by {nodes}")
+
+    victim, survivor = nodes[-1], nodes[0]
+    load = Load()
+    load.start()
+    wait_for(lambda: sum(1 for _, node, _ in load.results if node) >= 20, DEADLINE_S, "20 requests through the edge before the kill")
+    killed = time.monotonic()
+    cluster.client.containers.get(victim).kill()
+    # "UP", or "UP 1/2" (up, one check failed); anything else (DOWN, MAINT after DNS lost the name) is out.
+    wait_for(lambda: not str(edge_state(cluster, victim)).startswith("UP"), DEADLINE_S, f"the edge marking {victim} out")
+    marked_out_s = time.monotonic() - killed
+    time.sleep(3)  # measurement window: 3 s of traffic after the edge marked the node out
+    load.stop()
+    after = [(t - killed, node, seconds) for t, node, seconds in load.results if t >= killed]
+    failed = [t for t, node, _ in after if node is None]
+    FIGURES["edge: worker killed"] = {
+        "requests after the kill": len(after), "failed": len(failed),
+        "last failure (s after kill)": round(max(failed), 2) if failed else None,
+        "marked out (s after kill)": round(marked_out_s, 2),
+        "slowest request (s)": round(max(seconds for _, _, seconds in after), 2),
+        "edge state": edge_state(cluster, victim),
+    }
+    # Once out, the edge sends nothing to the dead node and nothing fails.
+    settled = [node for t, node, _ in after if t > marked_out_s]
+    assert settled and set(settled) == {survivor}, FIGURES["edge: worker killed"]
+    assert len(failed) <= 3, FIGURES["edge: worker killed"]
+
+    # up again starts the node; swarm runs the global task there again; the edge takes it back.
+    restarted = time.monotonic()
+    cluster.up(workers=2, api_port=API_PORT, publish=(EDGE_PORT,))
+    wait_for(lambda: victim in answering(), 90, f"{victim} answering through the edge again")
+    FIGURES["edge: worker back after up (s)"] = round(time.monotonic() - restarted, 1)
+
+
+def test_a_worker_added_by_a_later_up_joins_the_edge(cluster, probe):
+    started = time.monotonic()
+    cluster.up(workers=3, api_port=API_PORT, publish=(EDGE_PORT,))
+    cluster.distribute(probe, via="stream")
+    added = workers(cluster)[-1]
+    assert added.endswith("worker-3") and edge_state(cluster, added) is not None
+    wait_for(lambda: answering(18) == set(workers(cluster)), 90, f"127.0.0.1:{EDGE_PORT} answered by all three workers")
+    FIGURES["edge: third worker answering after up (s)"] = round(time.monotonic() - started, 1)
+    docker.DockerClient(base_url=f"tcp://127.0.0.1:{API_PORT}").services.get(WEB).remove()
+
+
 def test_down_leaves_nothing_behind(cluster, store, host):
     removed = cluster.down()
-    assert any(r.startswith("network ") for r in removed) and sum(r.startswith("volume ") for r in removed) == 3, removed
+    assert any(r.startswith("network ") for r in removed) and sum(r.startswith("volume ") for r in removed) == 4, removed
+    assert f"container {edge_name(NAME)}" in removed, removed
     label = f"cutover.cluster={NAME}"
     assert host.containers.list(all=True, filters={"label": label}) == []
     assert host.volumes.list(filters={"label": label}) == []
