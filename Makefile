@@ -33,8 +33,8 @@ unit: venv
 	$(BIN)/python -m pytest tests/unit
 
 # The local multi-node swarm (docs/cluster.md): three Docker-in-Docker nodes form a swarm, an image
-# reaches each by digest and by stream, a service spreads over them; -s prints the figures. Not in
-# `make test` yet (about three minutes here).
+# reaches each by digest and by stream, a service spreads over them, the edge balances over the
+# workers and drops a killed one; -s prints the figures. Not in `make test` yet (about 70 s here).
 cluster-test: venv base-image
 	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py
 
