@@ -34,7 +34,7 @@ unit: venv
 
 # The local multi-node swarm (docs/cluster.md): three Docker-in-Docker nodes form a swarm, an image
 # reaches each by digest and by stream, a service spreads over them, the edge balances over the
-# workers and drops a killed one; -s prints the figures. Not in `make test` yet (about 70 s here).
+# workers and drops a killed one; -s prints the figures. Not in `make test` yet (about a minute here).
 cluster-test: venv base-image
 	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py
 

@@ -523,7 +523,9 @@ class Cluster:
 
 
 def _ports(ports: list[int]) -> str:
-    return "port " + ", ".join(map(str, ports)) if ports else "no port"
+    if not ports:
+        return "no port"
+    return ("port " if len(ports) == 1 else "ports ") + ", ".join(map(str, ports))
 
 
 def from_env(name: str = DEFAULT_NAME, say: Callable[[str], None] = print) -> Cluster:

@@ -307,7 +307,8 @@ def test_the_edge_balances_over_the_workers_and_stops_sending_to_a_dead_one(clus
     # Once out, the edge sends nothing to the dead node and nothing fails.
     settled = [node for t, node, _ in after if t > marked_out_s]
     assert settled and set(settled) == {survivor}, FIGURES["edge: worker killed"]
-    assert len(failed) <= 3, FIGURES["edge: worker killed"]
+    # Checks every 500 ms, out after 2 misses (or at once when Docker's DNS drops the name): ~1 s here.
+    assert marked_out_s < 10 and len(failed) <= 3, FIGURES["edge: worker killed"]
 
     # up again starts the node; swarm runs the global task there again; the edge takes it back.
     restarted = time.monotonic()
