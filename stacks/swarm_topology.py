@@ -152,7 +152,7 @@ def stack_networks(spec: StackSpec) -> list[NetworkSpec]:
     """The stack's overlays: the app network every service joins, and the control network."""
     return [
         NetworkSpec(overlay_network_name(spec)),
-        NetworkSpec(control_network_name(spec), encrypted=True, subnet=control_subnet(spec)),
+        NetworkSpec(control_network_name(spec), encrypted=spec.control_encrypted, subnet=control_subnet(spec)),
     ]
 
 

@@ -4,6 +4,7 @@ CutoverError), the spread; and the control network in the swarm topology."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -88,7 +89,9 @@ def test_read_states_keep_an_unanswering_proxy_with_its_error():
 def test_the_control_network_is_the_proxys_only_and_its_subnet_is_fixed_by_the_stack():
     spec = load_stack("cluster")
     app, control = stack_networks(spec)
-    assert control.name == control_network_name(spec) == "cutover-cluster-control" and control.encrypted and control.attachable
+    assert control.name == control_network_name(spec) == "cutover-cluster-control" and control.attachable
+    # Encrypted unless the stack says otherwise (the local swarm's cluster stack does: docs).
+    assert not control.encrypted and stack_networks(dataclasses.replace(spec, control_encrypted=True))[1].encrypted
     assert not app.encrypted and app.subnet is None
     assert control.subnet == control_subnet(spec) and control.subnet.startswith("10.240.") and control.subnet.endswith(".0/24")
     on_control = [s.name for s in stack_services(spec) if control.name in s.extra_networks]
