@@ -19,9 +19,9 @@ import pytest
 from simulator.cluster import Cluster
 from simulator.swarm_switch import flip_all, read_all
 from stacks.image_builds import REPO_ROOT
-from stacks.proxy_config import HAPROXY_CONFIG_PATH, backend_path, render_base_config, render_swarm_backend
+from stacks.proxy_config import COLOUR_MAP, HAPROXY_CONFIG_PATH, backend_path, render_base_config, render_swarm_backend
 from stacks.spec import COLOURS, load_stack
-from stacks.swarm_topology import CONTROL_SUBNET_ENV, control_network_name, control_subnet, overlay_network_name, service_name, traffic_constraint
+from stacks.swarm_topology import CONTROL_SUBNET_ENV, control_network_name, control_subnet, overlay_network_name, service_name, stack_networks, traffic_constraint
 from stacks.topology import PROXY_UID
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
@@ -66,14 +66,14 @@ def swarm():
         cluster.down()
 
 
-def _deploy(manager, encrypted: bool = True) -> None:
+def _deploy(manager) -> None:
     """The stack's networks, both colours and the proxy, as swarm_topology describes them (the
     services through the SDK: the deploy-side executor is another module's)."""
-    manager.networks.create(overlay_network_name(SPEC), driver="overlay", attachable=True)
-    manager.networks.create(
-        control_network_name(SPEC), driver="overlay", attachable=True, options={"encrypted": ""} if encrypted else {},
-        ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=control_subnet(SPEC))]),
-    )
+    for n in stack_networks(SPEC):
+        manager.networks.create(
+            n.name, driver="overlay", attachable=n.attachable, options={"encrypted": ""} if n.encrypted else {},
+            ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=n.subnet)]) if n.subnet else None,
+        )
     app = (f"defaults\n  mode http\n  timeout client 5s\n  timeout server 5s\n  timeout connect 2s\n"
            f"frontend app\n  bind :{SPEC.app.port}\n  http-request return status 200 content-type text/plain string ok\n")
     for colour in COLOURS:
@@ -116,6 +116,10 @@ def test_every_proxy_task_flips_and_reports_the_new_colour(swarm):
     assert sorted(p.node for p in report.proxies) == ["cutover-cluster-flip-worker-1", "cutover-cluster-flip-worker-2"]
     assert {(p.before, p.after) for p in report.proxies} == {("blue", "green")}
     assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"green"}
+    # Each task's healthcheck copied the flip (it came over TCP) to the task's map file.
+    for port in (API_PORT + 1, API_PORT + 2):
+        (task,) = docker.DockerClient(base_url=f"tcp://127.0.0.1:{port}").containers.list(filters={"label": f"com.docker.swarm.service.name={service_name(SPEC, 'proxy')}"})
+        wait_for(lambda: task.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", f"the map file on node {port - API_PORT} says green", 30)
     back = flip_all(manager, SPEC, "blue", IMAGE)
     assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
     print(f"\nswarm flip of 2 proxy tasks on 2 nodes: spread {report.spread_ms} ms to green, {back.spread_ms} ms back; {report.as_json()}")
