@@ -149,6 +149,20 @@ def test_the_single_engine_proxy_listens_on_no_tcp_socket_and_the_swarm_ones_on_
         assert f"{task.address}:9999" in proxy.exec_run(["ss", "-ltnH"]).output.decode()
 
 
+def test_proxy_switch_inside_a_proxy_is_as_on_one_engine_every_slot_counts_and_the_file_is_written(bench):
+    """The unchanged single-engine path (docker exec proxy-switch): an empty server-template slot
+    is a server that is not UP, unless --ignore-empty-slots; a local switch writes the map file."""
+    _, _, _, single = bench
+    refused = single.exec_run(["proxy-switch", "green"])
+    assert refused.exit_code == 1 and "green-3 MAINT (resolution)" in refused.output.decode(), refused.output
+    assert live_of(single) == "blue"
+    try:
+        assert single.exec_run(["proxy-switch", "--ignore-empty-slots", "green"]).exit_code == 0
+        assert single.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n"
+    finally:
+        single.exec_run(["proxy-switch", "--force", "blue"])
+
+
 def test_flip_all_then_back_every_proxy_reports_the_new_colour_and_the_spread(on_blue):
     client, proxies, tasks, _ = on_blue
     report = flip_proxies(client, IMAGE, NETWORK, PROXY_DNS, tasks, "green", min_up=2, name_prefix=PREFIX)
