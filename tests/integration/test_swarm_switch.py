@@ -53,7 +53,9 @@ def admin(container, line: str) -> str:
 
 
 def live_of(container) -> str:
-    return {k: v for _, k, v in (line.split() for line in admin(container, f"show map {COLOUR_MAP}").splitlines() if line.strip())}["live"]
+    # Read again on an empty reply: a cut-short read of the socket under load (simulator/proxy_api.py).
+    routes = wait_for(lambda: {k: v for _, k, v in (line.split() for line in admin(container, f"show map {COLOUR_MAP}").splitlines() if line.strip())}, f"{container.name}'s colour map", 5)
+    return routes["live"]
 
 
 def _tar(files: dict[str, str]) -> bytes:
