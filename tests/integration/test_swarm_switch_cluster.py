@@ -17,6 +17,7 @@ import docker.types
 import pytest
 
 from simulator.cluster import Cluster
+from simulator.errors import CutoverError, Refused
 from simulator.swarm_switch import flip_all, read_all
 from stacks.image_builds import REPO_ROOT
 from stacks.proxy_config import COLOUR_MAP, HAPROXY_CONFIG_PATH, backend_path, render_base_config, render_swarm_backend
@@ -117,9 +118,47 @@ def test_every_proxy_task_flips_and_reports_the_new_colour(swarm):
     assert {(p.before, p.after) for p in report.proxies} == {("blue", "green")}
     assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"green"}
     # Each task's healthcheck copied the flip (it came over TCP) to the task's map file.
-    for port in (API_PORT + 1, API_PORT + 2):
-        (task,) = docker.DockerClient(base_url=f"tcp://127.0.0.1:{port}").containers.list(filters={"label": f"com.docker.swarm.service.name={service_name(SPEC, 'proxy')}"})
-        wait_for(lambda: task.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", f"the map file on node {port - API_PORT} says green", 30)
+    for node_index in (1, 2):
+        task = _proxy_task(node_index)
+        wait_for(lambda: task.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", f"the map file on worker {node_index} says green", 30)
     back = flip_all(manager, SPEC, "blue", IMAGE)
     assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
     print(f"\nswarm flip of 2 proxy tasks on 2 nodes: spread {report.spread_ms} ms to green, {back.spread_ms} ms back; {report.as_json()}")
+
+
+def _proxy_task(node_index: int):
+    """The proxy task's container on worker ``node_index``, through that node's engine."""
+    (task,) = docker.DockerClient(base_url=f"tcp://127.0.0.1:{API_PORT + node_index}").containers.list(
+        filters={"label": f"com.docker.swarm.service.name={service_name(SPEC, 'proxy')}"})
+    return task
+
+
+def _admin(task, line: str) -> str:
+    result = task.exec_run(["proxy-admin", line])
+    assert result.exit_code == 0, result.output
+    return result.output.decode()
+
+
+def test_one_task_seeing_the_colour_down_refuses_and_one_refusing_mid_way_is_flipped_back(swarm):
+    """All or back across nodes: the second node's task first sees green down (refused, nothing
+    flipped), then loses its map's preview key (the first node's task flips, the second's batch is
+    half refused, both end on blue)."""
+    manager = swarm
+    wait_for(lambda: _all_up(manager), "both proxy tasks up, each seeing both colours' tasks UP")
+    second = _proxy_task(2)
+    _admin(second, "set server green/green-1 state maint")
+    try:
+        with pytest.raises(Refused, match=r"on node cutover-cluster-flip-worker-2 refuses green: .*green-1 MAINT"):
+            flip_all(manager, SPEC, "green", IMAGE)
+        assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
+    finally:
+        _admin(second, "set server green/green-1 state ready")
+    wait_for(lambda: _all_up(manager), "green-1 UP again")
+    _admin(second, f"del map {COLOUR_MAP} preview")
+    try:
+        with pytest.raises(CutoverError, match=r"on node cutover-cluster-flip-worker-2 was not switched to green .*flipped back to their colour: \S+, \S+\.$") as failed:
+            flip_all(manager, SPEC, "green", IMAGE)
+        assert not isinstance(failed.value, Refused)
+        assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
+    finally:
+        _admin(second, f"add map {COLOUR_MAP} preview green")
