@@ -3,15 +3,17 @@
 The services come from ``stacks.swarm_topology`` (pure); this module only translates them field by
 field into ``docker.Service`` & co. (docs/cluster.md, "The swarm stack kind"):
 
-- an attachable overlay network;
+- two overlay networks: the app's (attachable) and the control network (attachable, encrypted,
+  a fixed subnet: the proxy tasks' runtime API, for the switch's one-shot container);
 - the database: a RandomPassword (as on one engine) and one service pinned to the database's node;
 - each version's expand migration: a one-shot container on the manager, attached to the overlay
   network (pulumi-docker 5.2.0's Service has no replicated-job mode), before any pool of it;
 - each colour: a replicated service, updated in place (rolling, start-first) on a release;
-- the proxy: its three files as swarm configs and a global service on the traffic nodes.
+- the proxy: its three files as swarm configs and a global service on the traffic nodes, on both
+  networks, with the control subnet in its env.
 
-Not here yet (the next session, docs/cluster.md): the switch across every proxy task, the deploy's
-gates and smoke tests, the ledger record, and images reaching the workers from the registry.
+The switch across every proxy task is simulator/swarm_switch.py. Not here yet (docs/cluster.md):
+the LiveColour provider driving it, the deploy's gates and smoke tests, the ledger record, and images reaching the workers from the registry.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from stacks.swarm_topology import (
     UPDATE_MONITOR_S,
     UPDATE_PARALLELISM,
     ServiceSpec,
-    overlay_network_name,
+    NetworkSpec,
+    stack_networks,
     stack_services,
 )
 from stacks.topology import DB_PASSWORD_SECRET, HealthcheckSpec
@@ -58,16 +61,9 @@ class SwarmBlueGreenService(pulumi.ComponentResource):
         self.spec = spec
         services = {s.name: s for s in stack_services(spec)}
 
-        self.network = docker.Network(
-            overlay_network_name(spec),
-            name=overlay_network_name(spec),
-            driver="overlay",
-            # Attachable: the migration's container (and, later, the switch's one-shot task) joins
-            # the network the services are on; without it only swarm services could.
-            attachable=True,
-            labels=network_labels((("cutover.project", "cutover"), ("cutover.stack", spec.stack), ("cutover.engine", "swarm"))),
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-        )
+        # The app overlay (every service; attachable: the migration's container joins it) and the
+        # control overlay (the proxy service and the switch's one-shot container only; encrypted).
+        self.network, self.control_network = (declare_network(n, spec, self) for n in stack_networks(spec))
 
         secrets: Mapping[str, pulumi.Output[str]] = {}
         self.database: Optional[docker.Service] = None
@@ -112,12 +108,29 @@ class SwarmBlueGreenService(pulumi.ComponentResource):
             )
             for c in proxy.configs
         ]
-        self.proxy = declare_service(proxy, self, secrets, self.network, depends_on=[proxy_image(spec, parent=self)], configs=self.proxy_configs)
+        self.proxy = declare_service(
+            proxy, self, secrets, self.network, depends_on=[proxy_image(spec, parent=self)], configs=self.proxy_configs, extra_networks=[self.control_network]
+        )
 
         self.live_colour = pulumi.Output.from_input(spec.live_colour)
         self.live_url = pulumi.Output.from_input(spec.live_url())
         self.preview_url = pulumi.Output.from_input(spec.preview_url())
         self.register_outputs({"liveColor": self.live_colour, "liveUrl": self.live_url, "previewUrl": self.preview_url})
+
+
+def declare_network(n: NetworkSpec, spec: StackSpec, parent: pulumi.Resource) -> docker.Network:
+    """``n`` as an overlay ``docker.Network``."""
+    return docker.Network(
+        n.name,
+        name=n.name,
+        driver="overlay",
+        attachable=n.attachable,
+        # Docker's overlay option: IPsec between the nodes for this network's traffic.
+        options={"encrypted": ""} if n.encrypted else None,
+        ipam_configs=[docker.NetworkIpamConfigArgs(subnet=n.subnet)] if n.subnet else None,
+        labels=network_labels((("cutover.project", "cutover"), ("cutover.stack", spec.stack), ("cutover.engine", "swarm"))),
+        opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+    )
 
 
 def _base64(text: str) -> str:
@@ -134,22 +147,27 @@ def declare_service(
     depends_on: list = (),
     configs: list[docker.ServiceConfig] = (),
     retain_on_delete: bool = False,
+    extra_networks: list[docker.Network] = (),
 ) -> docker.Service:
     """``s`` as a ``docker.Service``; the logical name is the swarm service's name."""
+    if len(extra_networks) != len(s.extra_networks):  # a wiring bug
+        raise ValueError(f"{s.name} joins {len(s.extra_networks)} extra network(s), {len(extra_networks)} were passed")
     return docker.Service(
         s.name,
         opts=pulumi.ResourceOptions(
             parent=parent,
-            depends_on=[network, *depends_on],
+            depends_on=[network, *extra_networks, *depends_on],
             # A fixed name: the old service must be gone before its replacement takes the name.
             delete_before_replace=True,
             retain_on_delete=retain_on_delete,
         ),
-        **service_args(s, secrets, network.id, configs=[c.id for c in configs]),
+        **service_args(s, secrets, network.id, configs=[c.id for c in configs], extra_network_ids=[n.id for n in extra_networks]),
     )
 
 
-def service_args(s: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]], network_id: pulumi.Input[str], configs: list[pulumi.Input[str]] = ()) -> dict:
+def service_args(
+    s: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]], network_id: pulumi.Input[str], configs: list[pulumi.Input[str]] = (), extra_network_ids: list[pulumi.Input[str]] = ()
+) -> dict:
     """Keyword arguments for ``pulumi_docker.Service`` that reproduce ``s``."""
     c = s.container
     container_spec = docker.ServiceTaskSpecContainerSpecArgs(
@@ -180,7 +198,10 @@ def service_args(s: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]], netwo
     )
     task_spec = docker.ServiceTaskSpecArgs(
         container_spec=container_spec,
-        networks_advanceds=[docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_id, aliases=list(s.aliases))],
+        networks_advanceds=[
+            docker.ServiceTaskSpecNetworksAdvancedArgs(id=network_id, aliases=list(s.aliases)),
+            *(docker.ServiceTaskSpecNetworksAdvancedArgs(id=i, aliases=[]) for i in extra_network_ids),
+        ],
         placement=docker.ServiceTaskSpecPlacementArgs(constraints=list(s.constraints), prefs=list(s.prefs)),
         restart_policy=docker.ServiceTaskSpecRestartPolicyArgs(condition=RESTART_CONDITION, delay=go_duration(RESTART_DELAY_S)),
     )

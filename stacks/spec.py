@@ -71,6 +71,10 @@ SWARM_DEFAULTS = {
     # The node label that marks the nodes taking traffic: one proxy task on each node labelled
     # <label>=true (the proxy service's constraint).
     "cutover:trafficLabel": "cutover.traffic",
+    # The control network (the proxies' runtime API, for the switch) is an encrypted overlay:
+    # IPsec between nodes. False where the nodes' kernel cannot carry it (the local swarm's
+    # Docker-in-Docker nodes: encrypted traffic never crosses nodes there, measured).
+    "cutover:controlEncrypted": True,
 }
 SWARM_KEYS = tuple(SWARM_DEFAULTS)
 OPTIONAL_DEFAULTS = {**WATCH_DEFAULTS, **DATA_DEFAULTS, **SWARM_DEFAULTS}
@@ -128,6 +132,7 @@ class StackSpec:
     engine: str = "single"
     database_label: str = SWARM_DEFAULTS["cutover:databaseLabel"]
     traffic_label: str = SWARM_DEFAULTS["cutover:trafficLabel"]
+    control_encrypted: bool = SWARM_DEFAULTS["cutover:controlEncrypted"]
 
     @property
     def is_swarm(self) -> bool:
@@ -236,6 +241,7 @@ def spec_from_config(stack: str, config: Mapping[str, Any], source: str = "confi
         engine=reader.optional("cutover:engine", _one_of(ENGINES)),
         database_label=reader.optional("cutover:databaseLabel", _pattern(_LABEL_KEY, "a node label key like 'cutover.database'")),
         traffic_label=reader.optional("cutover:trafficLabel", _pattern(_LABEL_KEY, "a node label key like 'cutover.traffic'")),
+        control_encrypted=reader.optional("cutover:controlEncrypted", _boolean),
     )
     unknown = sorted(k for k in config if k not in ALL_KEYS)
     if unknown:
@@ -250,7 +256,7 @@ def _check_engine_keys(spec: StackSpec, config: Mapping[str, Any], source: str) 
     """The node keys belong to the swarm kind: required there, refused on one engine (where they
     would silently mean nothing)."""
     if not spec.is_swarm:
-        stray = [key for key in ("cutover:databaseLabel", "cutover:trafficLabel") if config.get(key) not in (None, "")]
+        stray = [key for key in ("cutover:databaseLabel", "cutover:trafficLabel", "cutover:controlEncrypted") if config.get(key) not in (None, "")]
         if stray:
             raise SpecError(f"{source}: {stray[0]} is a swarm setting; set cutover:engine: swarm or remove it.")
         return

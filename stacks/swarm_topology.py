@@ -14,7 +14,10 @@ What swarm adds is placement and rollout:
   publishing the live and preview ports on its own node (host mode) and finding each colour's
   tasks through ``tasks.<service>`` (stacks/proxy_config.py);
 - an attachable overlay network, so the one-shot expand migration (a container on the manager:
-  pulumi-docker 5.2.0's Service has no replicated-job mode) and, later, the switch can join it.
+  pulumi-docker 5.2.0's Service has no replicated-job mode) can join it;
+- a second, encrypted overlay, the control network, joined only by the proxy service and the
+  switch's one-shot container: each proxy task's runtime API listens on its address there
+  (CUTOVER_CONTROL_SUBNET, images/proxy/proxy-entrypoint), never on a published port.
 
 Replacement facts (pulumi-docker's schema, tests/unit/facts): a Service is replaced when ``name``,
 ``mode`` or ``auth`` change, and also when a container label, a network attachment (its id or
@@ -62,6 +65,19 @@ class PublishedPort:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """One overlay network of a swarm stack."""
+
+    name: str
+    # Attachable: a plain container (the migration, the switch) may join it, not only services.
+    attachable: bool = True
+    # Encrypted (IPsec between nodes): the control network carries admin-level runtime-API lines.
+    encrypted: bool = False
+    # None: swarm picks one. The control network's is fixed: its proxies find their own address in it.
+    subnet: str | None = None
+
+
+@dataclass(frozen=True)
 class ConfigFileSpec:
     """A swarm config (immutable, replicated by the managers) mounted as a file into each task."""
 
@@ -88,6 +104,8 @@ class ServiceSpec:
     prefs: tuple[str, ...] = (SPREAD_OVER_NODES,)
     # Names on the stack's overlay network besides the service's own.
     aliases: tuple[str, ...] = ()
+    # Networks besides the stack's overlay (the proxy: the control network), no alias on them.
+    extra_networks: tuple[str, ...] = ()
     ports: tuple[PublishedPort, ...] = ()
     configs: tuple[ConfigFileSpec, ...] = ()
     # "start-first": a new task before the old one stops (a colour never shrinks); "stop-first" when
@@ -110,6 +128,32 @@ class ServiceSpec:
 
 def overlay_network_name(spec: StackSpec) -> str:
     return f"{PROJECT}-{spec.stack}"
+
+
+# The proxies' runtime API on the control network (images/proxy: CUTOVER_CONTROL_PORT's default).
+CONTROL_PORT = 9999
+CONTROL_SUBNET_ENV = "CUTOVER_CONTROL_SUBNET"
+
+
+def control_network_name(spec: StackSpec) -> str:
+    return f"{PROJECT}-{spec.stack}-control"
+
+
+def control_subnet(spec: StackSpec) -> str:
+    """A /24 in 10.240.0.0/16 fixed by the stack's name. Fixed, because each proxy task finds its
+    control address by it before HAProxy starts (the service's env cannot name an address swarm
+    has not chosen yet); by name, so two stacks on one swarm rarely meet. When they do, Docker
+    refuses the second network as overlapping: one sentence at deploy time, nothing half-made."""
+    n = int(hashlib.sha256(spec.stack.encode()).hexdigest()[:8], 16) % 256
+    return f"10.240.{n}.0/24"
+
+
+def stack_networks(spec: StackSpec) -> list[NetworkSpec]:
+    """The stack's overlays: the app network every service joins, and the control network."""
+    return [
+        NetworkSpec(overlay_network_name(spec)),
+        NetworkSpec(control_network_name(spec), encrypted=spec.control_encrypted, subnet=control_subnet(spec)),
+    ]
 
 
 def service_name(spec: StackSpec, role: str) -> str:
@@ -206,7 +250,7 @@ def proxy_service(spec: StackSpec) -> ServiceSpec:
     c = proxy_container(spec)
     # The base config comes as a swarm config, not an upload; the state volume (per node) keeps
     # each task's colour map across restarts.
-    task = replace(_as_task(c, service_name(spec, "proxy"), c.hostname), uploads=(), ports=())
+    task = replace(_as_task(c, service_name(spec, "proxy"), c.hostname), uploads=(), ports=(), env=(*c.env, (CONTROL_SUBNET_ENV, control_subnet(spec))))
     return ServiceSpec(
         name=service_name(spec, "proxy"),
         role="proxy",
@@ -214,6 +258,7 @@ def proxy_service(spec: StackSpec) -> ServiceSpec:
         replicas=None,
         constraints=(traffic_constraint(spec),),
         prefs=(),
+        extra_networks=(control_network_name(spec),),
         ports=(PublishedPort(LIVE_CONTAINER_PORT, spec.live_port), PublishedPort(PREVIEW_CONTAINER_PORT, spec.preview_port)),
         configs=proxy_configs(spec),
         update_order="stop-first",

@@ -33,11 +33,15 @@ def test_the_shape_services_replicas_constraints_networks(cluster):
     services = _services(cluster)
     assert set(services) == {"cutover-cluster-db", "cutover-cluster-proxy", "cutover-cluster-blue", "cutover-cluster-green"}
     assert all(r.parent == stack.urn and r.delete_before_replace for r in services.values())
-    (network,) = cluster.of_type(NETWORK)
+    networks = {r.name: r for r in cluster.of_type(NETWORK)}
+    assert set(networks) == {"cutover-cluster", "cutover-cluster-control"}
+    network = networks["cutover-cluster"]
     assert network.inputs["driver"] == "overlay" and network.inputs["attachable"] is True
     for name, r in services.items():
-        (attachment,) = _task(r)["networksAdvanceds"]
-        assert attachment["id"] == f"{network.name}-id", name
+        attachments = _task(r)["networksAdvanceds"]
+        assert attachments[0]["id"] == f"{network.name}-id", name
+        # Only the proxy is on the control network: no app task can reach a runtime API.
+        assert [a["id"] for a in attachments[1:]] == (["cutover-cluster-control-id"] if name.endswith("-proxy") else []), name
     for colour in ("blue", "green"):
         pool = {**services[f"cutover-cluster-{colour}"].inputs, "taskSpec": _task(services[f"cutover-cluster-{colour}"])}
         assert pool["mode"] == {"replicated": {"replicas": 2}}
@@ -51,6 +55,25 @@ def test_the_shape_services_replicas_constraints_networks(cluster):
     assert proxy["mode"] == {"global": True} and proxy["taskSpec"]["placement"]["constraints"] == ["node.labels.cutover.traffic==true"]
     assert {p["publishMode"] for p in proxy["endpointSpec"]["ports"]} == {"host"}
     assert len(proxy["taskSpec"]["containerSpec"]["configs"]) == len(cluster.of_type(SERVICE_CONFIG)) == 3
+
+
+def test_the_control_network_is_encrypted_attachable_with_the_stacks_subnet_in_the_proxys_env(cluster):
+    from stacks.spec import load_stack
+    from stacks.swarm_topology import control_subnet
+
+    subnet = control_subnet(load_stack("cluster"))
+    control = cluster.named(NETWORK, "cutover-cluster-control").inputs
+    # The shipped cluster stack runs on the local swarm, which cannot carry an encrypted overlay.
+    assert control["driver"] == "overlay" and control["attachable"] is True and "options" not in control
+    assert control["ipamConfigs"] == [{"subnet": subnet}]
+    encrypted = run_program("cluster", {"cutover:controlEncrypted": "true"})
+    assert encrypted.named(NETWORK, "cutover-cluster-control").inputs["options"] == {"encrypted": ""}
+    assert "options" not in encrypted.named(NETWORK, "cutover-cluster").inputs
+    proxy = cluster.named(SWARM_SERVICE, "cutover-cluster-proxy")
+    assert _task(proxy)["containerSpec"]["env"]["CUTOVER_CONTROL_SUBNET"] == subnet
+    assert cluster.named(NETWORK, "cutover-cluster-control").urn in proxy.dependencies
+    for colour in ("blue", "green"):
+        assert "CUTOVER_CONTROL_SUBNET" not in unwrap_secret(_task(cluster.named(SWARM_SERVICE, f"cutover-cluster-{colour}"))["containerSpec"]["env"])
 
 
 def test_the_migration_is_a_one_shot_container_on_the_overlay_before_the_pools(cluster):

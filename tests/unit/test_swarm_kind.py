@@ -57,6 +57,8 @@ def test_a_node_key_on_a_single_engine_stack_is_refused():
     config = {**stack_config("dev"), "cutover:trafficLabel": "edge"}
     with pytest.raises(SpecError, match=r"cutover:trafficLabel is a swarm setting; set cutover:engine: swarm or remove it\."):
         spec_from_config("dev", config, source="stacks/Pulumi.dev.yaml", stacks_dir=STACKS_DIR)
+    with pytest.raises(SpecError, match=r"cutover:controlEncrypted is a swarm setting"):
+        spec_from_config("dev", {**stack_config("dev"), "cutover:controlEncrypted": "true"}, source="stacks/Pulumi.dev.yaml", stacks_dir=STACKS_DIR)
 
 
 def test_one_service_per_colour_the_database_pinned_and_the_proxy_on_traffic_nodes():
