@@ -35,7 +35,7 @@ from stacks.swarm_topology import (
     UPDATE_MONITOR_S,
     UPDATE_PARALLELISM,
     ServiceSpec,
-    overlay_network_name,
+    stack_networks,
     stack_services,
 )
 from stacks.topology import DB_PASSWORD_SECRET, HealthcheckSpec
@@ -58,14 +58,16 @@ class SwarmBlueGreenService(pulumi.ComponentResource):
         self.spec = spec
         services = {s.name: s for s in stack_services(spec)}
 
+        # The app overlay is the first of the stack's networks (stacks/swarm_topology.py).
+        overlay = stack_networks(spec)[0]
         self.network = docker.Network(
-            overlay_network_name(spec),
-            name=overlay_network_name(spec),
+            overlay.name,
+            name=overlay.name,
             driver="overlay",
             # Attachable: the migration's container (and, later, the switch's one-shot task) joins
             # the network the services are on; without it only swarm services could.
-            attachable=True,
-            labels=network_labels((("cutover.project", "cutover"), ("cutover.stack", spec.stack), ("cutover.engine", "swarm"))),
+            attachable=overlay.attachable,
+            labels=network_labels(overlay.labels),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
 
@@ -199,10 +201,12 @@ def service_args(s: ServiceSpec, secrets: Mapping[str, pulumi.Input[str]], netwo
         # Service labels may change in place: the version and the fingerprint live here.
         "labels": [docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(owner_labels(s.labels_with_fingerprint(), PULUMI).items())],
     }
-    if s.ports:
-        args["endpoint_spec"] = docker.ServiceEndpointSpecArgs(
-            ports=[docker.ServiceEndpointSpecPortArgs(target_port=p.target, published_port=p.published, publish_mode=p.mode, protocol="tcp") for p in s.ports]
-        )
+    # Every service: DNS round robin, no VIP (stacks/swarm_topology.py ENDPOINT_MODE); ports, if
+    # any, in host mode (a dnsrr service cannot publish through the routing mesh).
+    args["endpoint_spec"] = docker.ServiceEndpointSpecArgs(
+        mode=s.endpoint_mode,
+        ports=[docker.ServiceEndpointSpecPortArgs(target_port=p.target, published_port=p.published, publish_mode=p.mode, protocol="tcp") for p in s.ports],
+    )
     return args
 
 

@@ -50,6 +50,11 @@ UPDATE_PARALLELISM = 1
 UPDATE_MONITOR_S = 10
 # Every replicated task spread over the nodes, so losing one node loses at most ceil(n/nodes).
 SPREAD_OVER_NODES = "spread=node.id"
+# How a service's name resolves: DNS round robin (every task's address), never a virtual IP. A VIP
+# needs IPVS in the nodes' kernel (absent on the local swarm: dockerd logs "Could not get ipvs
+# family information"); dnsrr also holds on real swarms, where the proxy finds tasks through
+# tasks.<service> and publishes in host mode, so nothing of ours goes through a VIP or the mesh.
+ENDPOINT_MODE = "dnsrr"
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,7 @@ class ServiceSpec:
     # Names on the stack's overlay network besides the service's own.
     aliases: tuple[str, ...] = ()
     ports: tuple[PublishedPort, ...] = ()
+    endpoint_mode: str = ENDPOINT_MODE
     configs: tuple[ConfigFileSpec, ...] = ()
     # "start-first": a new task before the old one stops (a colour never shrinks); "stop-first" when
     # two tasks cannot coexist (a host port, a database volume).
@@ -110,6 +116,23 @@ class ServiceSpec:
 
 def overlay_network_name(spec: StackSpec) -> str:
     return f"{PROJECT}-{spec.stack}"
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """One swarm-scoped overlay network of a stack."""
+
+    name: str
+    # Attachable: one-shot containers (the migration, the switch's job) join what the services use.
+    attachable: bool = True
+    driver_opts: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+def stack_networks(spec: StackSpec) -> list[NetworkSpec]:
+    """The networks a swarm stack needs, created before any service: today the app overlay."""
+    labels = (("cutover.engine", "swarm"), ("cutover.project", PROJECT), ("cutover.stack", spec.stack))
+    return [NetworkSpec(overlay_network_name(spec), labels=labels)]
 
 
 def service_name(spec: StackSpec, role: str) -> str:
