@@ -34,6 +34,7 @@ from stacks.spec import COLOURS, PROJECT, StackSpec
 from stacks.topology import (
     PROXY_UID,
     ContainerSpec,
+    VolumeMountSpec,
     app_container,
     database_container,
     migration_container,
@@ -167,8 +168,16 @@ def _constant_labels(spec: StackSpec, role: str, colour: str | None = None) -> t
 
 def _as_task(c: ContainerSpec, name: str, hostname: str) -> ContainerSpec:
     """A single-engine container turned into a task template: no fixed name, a hostname from the
-    task's slot (swarm fills the template per task), no Docker restart policy (swarm restarts)."""
-    return replace(c, name=name, hostname=hostname, restart=RESTART_CONDITION, labels=())
+    task's slot (swarm fills the template per task), no Docker restart policy (swarm restarts).
+
+    A tmpfs that must belong to the image's user (``uid=`` in its options: postgres's and HAProxy's
+    socket directories) becomes a named volume on the task's node: swarm's tmpfs takes a mode but
+    no owner, and copies the image directory's mode onto a root-owned tmpfs, so postgres could not
+    create its lock file there (measured on the local swarm). A fresh volume takes the image
+    directory's owner and mode."""
+    owned = tuple(VolumeMountSpec(f"{name}{path.replace('/', '-')}", path) for path, options in c.tmpfs if "uid=" in options)
+    tmpfs = tuple((path, options) for path, options in c.tmpfs if "uid=" not in options)
+    return replace(c, name=name, hostname=hostname, restart=RESTART_CONDITION, labels=(), tmpfs=tmpfs, volumes=(*c.volumes, *owned))
 
 
 def colour_service(spec: StackSpec, colour: str, version: str, image: str | None = None) -> ServiceSpec:
@@ -183,6 +192,9 @@ def colour_service(spec: StackSpec, colour: str, version: str, image: str | None
         role="app",
         container=task,
         replicas=spec.pool_size,
+        # The traffic nodes, as the proxies: the database's node (the manager on the local swarm)
+        # carries no pool, so losing it never takes app tasks with it, nor the reverse.
+        constraints=(traffic_constraint(spec),),
         colour=colour,
         version=version,
         labels=_service_labels(spec, "app", colour, version),

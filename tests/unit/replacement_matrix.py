@@ -489,7 +489,7 @@ def swarm_scenarios(workdir: Path) -> list[Scenario]:
         Scenario("cutover:databaseLabel", "cutover.database → cutover.db", {"cutover:databaseLabel": "cutover.db"},
                  "An in-place update of the database's placement: if another node carries the new label, swarm moves the task there, where its volume is empty. Relabel the same node."),
         Scenario("cutover:trafficLabel", "cutover.traffic → cutover.edge", {"cutover:trafficLabel": "cutover.edge"},
-                 "The proxy's placement: proxies start on the newly labelled nodes and stop on the others (stop-first, SIGUSR1)."),
+                 "The placement of the proxy and both colours: tasks start on the newly labelled nodes and stop on the others (the proxy stop-first, SIGUSR1; the colours start-first). Label the new nodes before."),
         Scenario("cutover:poolSize", "2 → 4", {"cutover:poolSize": "4"},
                  "Both colours scale in place (replicas inside `mode`: an update); the proxy is untouched (swarm DNS)."),
         Scenario("cutover:bindAddress", "127.0.0.1 → 0.0.0.0", {"cutover:bindAddress": "0.0.0.0"}, "Not an input of the swarm kind: the nodes publish in host mode."),
