@@ -104,6 +104,7 @@ class TaskView:
 
     service: str
     task: str  # the task's ID
+    container: str | None  # its container's ID on its node
     slot: int | None
     node: str  # the node's hostname
     state: str  # swarm's: new ... starting, running, failed, shutdown
@@ -215,7 +216,7 @@ class SwarmDriver:
             container_id = (task["Status"].get("ContainerStatus") or {}).get("ContainerID")
             node = hostnames.get(task.get("NodeID"), task.get("NodeID") or "-")
             health = self._health(node, container_id) if with_health and task["Status"]["State"] == "running" else None
-            views.append(TaskView(name, task["ID"], task.get("Slot"), node, task["Status"]["State"], task["DesiredState"], spec["Image"],
+            views.append(TaskView(name, task["ID"], container_id, task.get("Slot"), node, task["Status"]["State"], task["DesiredState"], spec["Image"],
                                   _env_value(spec.get("Env") or [], "CUTOVER_VERSION"), health))
         return sorted(views, key=lambda t: (t.slot or 0, t.node))
 

@@ -27,6 +27,7 @@ from simulator.errors import CutoverError, Refused
 from simulator.images import ImageBuilder, short_id
 from simulator.ledger import Ledger, changing
 from simulator.operations import StepClock, _check_version
+from simulator.proxy_api import ProxyAPI
 from simulator.schema import schema_for
 from simulator.secrets_store import SecretStore
 from simulator.swarm_driver import SwarmDriver, TaskView, service_kwargs
@@ -81,10 +82,11 @@ class SwarmStatus:
     stack: str
     live: str
     services: dict[str, ServiceStatus]  # blue, green, proxy, db (the ones that exist)
+    proxy_colours: dict[str, dict[str, str]] = field(default_factory=dict)  # {node: {"live": c, "preview": c}}
 
     def as_dict(self) -> dict:
         return {
-            "stack": self.stack, "live": self.live,
+            "stack": self.stack, "live": self.live, "proxy_colours": self.proxy_colours,
             "services": {role: {"service": s.service, "version": s.version, "replicas": s.replicas, "version_index": s.version_index,
                                 "nodes": s.per_node(), "tasks": [asdict(t) for t in s.tasks]} for role, s in self.services.items()},
         }
@@ -218,7 +220,30 @@ class SwarmSimulator:
                 (mode.get("Replicated") or {}).get("Replicas") if "Replicated" in mode else None,
                 service.attrs["Version"]["Index"], self.swarm.tasks(service.name),
             )
-        return SwarmStatus(self.spec.stack, self.live_colour(), found)
+        colours = {node: proxy.colours() for node, proxy in sorted(self.proxies().items())}
+        return SwarmStatus(self.spec.stack, self.live_colour(), found, colours)
+
+    def proxies(self) -> dict[str, ProxyAPI]:
+        """{node: its proxy task's runtime API}, through the node's engine (docker exec), for every
+        running proxy task on a node this machine reaches."""
+        found = {}
+        for task in self.swarm.tasks(service_name(self.spec, "proxy"), with_health=False):
+            engine = self._node_engine(task.node)
+            if task.state == "running" and engine is not None and task.container:
+                found[task.node] = ProxyAPI(engine.containers.get(task.container))
+        return found
+
+    def _stamp_versions(self) -> list[str]:
+        """Each proxy's version map (stamped on every response) says what each colour runs."""
+        versions = self.versions()
+        stamped = []
+        for node, proxy in sorted(self.proxies().items()):
+            current = proxy.versions()
+            for colour, version in versions.items():
+                if current.get(colour) != version:
+                    proxy.set_version(colour, version)
+                    stamped.append(f"{node}: {colour} {version}")
+        return stamped
 
     def ledger_snapshot(self) -> dict:
         """The colours as the ledger records them: the live one, and each pool's version, image
@@ -280,6 +305,8 @@ class SwarmSimulator:
                 self.swarm.wait_converged(s.name, CONVERGE_DEADLINE_S)
         # Old proxy configs go once no task mounts them (configs are immutable: new content, new name).
         self.swarm.remove_configs(self.spec.stack, keep=set(config_ids))
+        if changed:
+            self._stamp_versions()
         self.ledger.record("up", "ok", actions=actions, steps=steps.seconds)
         return SwarmUpResult(actions, steps.seconds)
 
@@ -316,6 +343,8 @@ class SwarmSimulator:
             self.say(f"{outcome} service {s.name} ({version}, image {short_id(image)})")
         with steps("health"):
             self.swarm.wait_converged(s.name, CONVERGE_DEADLINE_S)
+            # Before the colour goes live: no response of the new version is stamped old.
+            self._stamp_versions()
         result = SwarmDeployResult(idle, version, image, applied, round(time.monotonic() - began, 2), steps.seconds)
         self.ledger.record("deploy", "ok", colour=idle, version=version, image_id=image, seconds=result.seconds, steps=result.steps)
         return result
