@@ -132,6 +132,7 @@ class SwarmSimulator:
         self.containers = DockerDriver(self.manager, spec, self.secrets.get)
         self.schema = schema_for(self.containers)
         self._app_ids: dict[str, str] = {}
+        self._infra_ids: dict[str, str] = {}
         self.schema.image_of = self._app_image
         self.ledger = Ledger(spec.stack, self.manager, self._state_image, say)
 
@@ -167,6 +168,12 @@ class SwarmSimulator:
         self._on_nodes(tag)
         return tag
 
+    def _infra_image(self, role: str) -> str:
+        """The proxy's or the database's image ID, built here once per command and on every node."""
+        if role not in self._infra_ids:
+            self._infra_ids[role] = self._on_nodes(self.builder.ensure_proxy() if role == "proxy" else self.builder.ensure_database())
+        return self._infra_ids[role]
+
     def _app_image(self, version: str) -> str:
         """``version``'s artefact: built (or reused) here, on every node, by image ID."""
         if version not in self._app_ids:
@@ -201,10 +208,8 @@ class SwarmSimulator:
         images = {v: self._app_image(v) for v in sorted(set(versions.values()))}
         wanted = []
         for s in stack_services(self.spec, versions, images):
-            if s.role == "proxy":
-                s = pinned(s, self._on_nodes(self.builder.ensure_proxy()))
-            elif s.role == "database":
-                s = pinned(s, self._on_nodes(self.builder.ensure_database()))
+            if s.role in ("proxy", "database"):
+                s = pinned(s, self._infra_image(s.role))
             wanted.append(s)
         return wanted
 
@@ -379,6 +384,7 @@ class SwarmSimulator:
         for role in (*COLOURS, "proxy", "db"):
             if self.swarm.remove(service_name(self.spec, role)):
                 removed.append(f"service {service_name(self.spec, role)}")
+        self._until_removed(self._no_task_left, "the stack's task containers")
         removed += [f"config {name}" for name in self._until_removed(lambda: self.swarm.remove_configs(self.spec.stack, strict=True), "configs")]
         for network in stack_networks(self.spec):
             if self._until_removed(lambda: self._remove_network(network.name), f"network {network.name}"):
@@ -394,6 +400,18 @@ class SwarmSimulator:
             self.secrets.forget_all()
         self.ledger.record("down", "ok", removed=removed)
         return removed
+
+    def _no_task_left(self) -> bool:
+        """Raises (so ``_until_removed`` tries again) while a node still has a container of one of
+        the stack's services: removed services' tasks stop within their stop grace."""
+        names = {service_name(self.spec, role) for role in (*COLOURS, "proxy", "db")}
+        for node in self.cluster.existing_plan() if self.cluster else []:
+            engine = self._node_engine(node.container)
+            left = [c.name for c in engine.containers.list(all=True, filters={"label": "com.docker.swarm.service.name"})
+                    if c.labels.get("com.docker.swarm.service.name") in names]
+            if left:
+                raise docker.errors.APIError(f"{len(left)} task container(s) still on {node.container}")
+        return True
 
     def _remove_network(self, name: str) -> bool:
         try:
