@@ -34,7 +34,7 @@ from simulator.swarm_driver import SwarmDriver, TaskView, service_kwargs
 from stacks.ownership import MANAGED_BY, SIMULATOR, refusal
 from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
 from stacks.swarm_topology import ServiceSpec, proxy_configs, service_name, stack_networks, stack_services
-from stacks.topology import DB_PASSWORD_SECRET
+from stacks.topology import DB_PASSWORD_SECRET, database_container
 
 # From asking swarm to every task running and healthy at the new spec: a rolling start-first update
 # of a pool goes one task at a time, each watched UPDATE_MONITOR_S (10 s).
@@ -126,7 +126,7 @@ class SwarmSimulator:
         self.cluster = local_cluster(self.local, spec.docker_host)
         self._engines: dict[str, docker.DockerClient | None] = {}
         self.swarm = SwarmDriver(self.manager, say, self._node_engine)
-        self.secrets = SecretStore(spec.stack)
+        self.secrets = SecretStore(spec.stack, recover=self._recover_secret)
         self.builder = ImageBuilder(self.local, spec, say)
         # One-shot containers (the expand migration) run on the manager, attached to the overlay.
         self.containers = DockerDriver(self.manager, spec, self.secrets.get)
@@ -179,6 +179,14 @@ class SwarmSimulator:
         if version not in self._app_ids:
             self._app_ids[version] = self._on_nodes(self.builder.ensure_app(version).tag)
         return self._app_ids[version]
+
+    def _recover_secret(self, name: str) -> str | None:
+        """A secret this state directory lacks, taken from the running database service's spec
+        (a new password would not open a database volume created with the old one)."""
+        service = self.swarm.service(service_name(self.spec, "db")) if name == DB_PASSWORD_SECRET else None
+        env = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"].get("Env") or [] if service else []
+        variables = {variable for variable, secret, _ in database_container(self.spec).secret_env if secret == name}
+        return next((value for variable, _, value in (e.partition("=") for e in env) if variable in variables), None)
 
     # -- reading ----------------------------------------------------------------------------------
 
