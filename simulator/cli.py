@@ -442,10 +442,12 @@ def scale(stack: str, colour: str, replicas: int) -> None:
     version index is printed before and after). Holds until COLOUR's next deploy, which brings it
     back to cutover:poolSize. On one engine, set cutover:poolSize and run 'cutover up'.
     """
-    sim = _simulator(stack)
-    if not hasattr(sim, "scale"):
+    from stacks.spec import load_stack
+
+    # Before any engine is asked: one engine's pools are sized by the stack file.
+    if not load_stack(stack).is_swarm:
         raise CutoverError(f"'cutover scale' is for swarm stacks; stack {stack!r} runs on one engine: set cutover:poolSize in its stack file and run 'cutover up'.")
-    result = sim.scale(colour, replicas)
+    result = _simulator(stack).scale(colour, replicas)
     console.print(f"stack {stack}: {colour} runs {result.replicas} task(s) ({result.seconds}s); proxy service version "
                   f"{result.proxy_index_before} -> {result.proxy_index_after} ({'untouched' if result.proxy_index_before == result.proxy_index_after else 'CHANGED'})")
 
