@@ -337,6 +337,9 @@ class SwarmSimulator:
         one-shot container on the manager), then the idle service rolled start-first until every
         task runs it, healthy. The live colour's service is not touched."""
         _check_version(version)
+        missing = [service_name(self.spec, role) for role in (*COLOURS, "proxy") if self.swarm.service(service_name(self.spec, role)) is None]
+        if missing:
+            raise Refused(f"stack {self.spec.stack} is not up on its swarm ({', '.join(missing)} missing); run 'cutover up --stack {self.spec.stack}' first.")
         began = time.monotonic()
         steps = StepClock()
         live = self.live_colour()
