@@ -36,7 +36,7 @@ unit: venv
 # reaches each by digest and by stream, a service spreads over them, the edge balances over the
 # workers and drops a killed one; -s prints the figures. Not in `make test` yet (about a minute here).
 cluster-test: venv base-image
-	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py
+	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py
 
 # The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
 # (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).

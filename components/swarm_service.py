@@ -128,7 +128,7 @@ def declare_network(n: NetworkSpec, spec: StackSpec, parent: pulumi.Resource) ->
         # Docker's overlay option: IPsec between the nodes for this network's traffic.
         options={"encrypted": ""} if n.encrypted else None,
         ipam_configs=[docker.NetworkIpamConfigArgs(subnet=n.subnet)] if n.subnet else None,
-        labels=network_labels((("cutover.project", "cutover"), ("cutover.stack", spec.stack), ("cutover.engine", "swarm"))),
+        labels=network_labels(n.labels),
         opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
     )
 
@@ -220,10 +220,12 @@ def service_args(
         # Service labels may change in place: the version and the fingerprint live here.
         "labels": [docker.ServiceLabelArgs(label=k, value=v) for k, v in sorted(owner_labels(s.labels_with_fingerprint(), PULUMI).items())],
     }
-    if s.ports:
-        args["endpoint_spec"] = docker.ServiceEndpointSpecArgs(
-            ports=[docker.ServiceEndpointSpecPortArgs(target_port=p.target, published_port=p.published, publish_mode=p.mode, protocol="tcp") for p in s.ports]
-        )
+    # Every service: DNS round robin, no VIP (stacks/swarm_topology.py ENDPOINT_MODE); ports, if
+    # any, in host mode (a dnsrr service cannot publish through the routing mesh).
+    args["endpoint_spec"] = docker.ServiceEndpointSpecArgs(
+        mode=s.endpoint_mode,
+        ports=[docker.ServiceEndpointSpecPortArgs(target_port=p.target, published_port=p.published, publish_mode=p.mode, protocol="tcp") for p in s.ports],
+    )
     return args
 
 

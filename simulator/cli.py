@@ -33,12 +33,19 @@ stack_option = click.option(
 
 
 def _simulator(stack: str):
+    """The simulator for ``stack``: one engine's, or a swarm's for the commands it has (the
+    running command's name decides, simulator/engines.py); any other command on a swarm stack is
+    refused before any state is touched."""
     from simulator.operations import Simulator  # imported late so --help never needs Docker
 
-    # A swarm stack is refused before any state is touched (simulator/engines.py).
-    check_supported(stack)
+    spec = check_supported(stack, click.get_current_context().command.name)
     _check_state_dir(stack)
-    return Simulator.for_stack(stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+    say = lambda line: console.print(f"  [dim]{line}[/dim]")  # noqa: E731
+    if spec.is_swarm:
+        from simulator.swarm_ops import SwarmSimulator
+
+        return SwarmSimulator(spec, say=say)
+    return Simulator(spec, say=say)
 
 
 def _check_state_dir(stack: str) -> None:
@@ -131,8 +138,13 @@ def main(stacks_dir: str | None) -> None:
 @main.command()
 @stack_option
 def up(stack: str) -> None:
-    """Create the network, the proxy and both pools (blue live, green idle). Idempotent."""
-    actions = _simulator(stack).up()
+    """Create the network, the proxy and both pools (blue live, green idle). Idempotent.
+
+    On a swarm stack: the overlay network, the database pinned to its node, each version's expand
+    run, both colours' services and the proxy on every traffic node (docs/cluster.md).
+    """
+    result = _simulator(stack).up()
+    actions = getattr(result, "actions", result)
     if not actions:
         console.print(f"stack {stack}: nothing to change")
     else:
@@ -164,8 +176,16 @@ def build(stack: str, version: str, as_json: bool) -> None:
 @stack_option
 @click.argument("version")
 def deploy(stack: str, version: str) -> None:
-    """Build VERSION and put it on the idle colour, health-gated and smoke-tested on the preview port."""
+    """Build VERSION and put it on the idle colour, health-gated and smoke-tested on the preview port.
+
+    On a swarm stack: built here, put on every node, expand migrations, then the idle colour's
+    service rolled start-first until every task runs VERSION, healthy (no smoke test there yet).
+    """
     result = _simulator(stack).deploy(version)
+    if not hasattr(result, "replaced"):  # a swarm stack
+        steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.steps.items())
+        console.print(f"stack {stack}: {result.colour} now runs {result.version} (image {short_id(result.image)}); {result.seconds}s ({steps}); live colour untouched")
+        return
     steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.steps.items())
     console.print(
         f"stack {stack}: {result.colour} now runs {result.version} (image {short_id(result.image)}), smoke-tested; "
@@ -375,6 +395,9 @@ def status(stack: str, as_json: bool) -> None:
     from simulator.health import LIVE_DOWN_EXIT
 
     sim = _simulator(stack)
+    if not hasattr(sim, "leftovers"):  # a swarm stack
+        _print_swarm_status(stack, sim.status(), as_json)
+        return
     state = sim.status(assess_health=True)
     health = state.health
     leftovers = sim.leftovers()
@@ -402,6 +425,42 @@ def status(stack: str, as_json: bool) -> None:
         sys.exit(LIVE_DOWN_EXIT)
 
 
+def _print_swarm_status(stack: str, state, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(state.as_dict()))
+        return
+    table = Table(title=f"stack {stack} (swarm)")
+    for column in ("service", "role", "version", "tasks", "running/healthy per node"):
+        table.add_column(column)
+    for role, service in state.services.items():
+        kind = ("live" if role == state.live else "idle") if role in ("blue", "green") else role
+        wanted = "global" if service.replicas is None else str(service.replicas)
+        nodes = ", ".join(f"{node} {row['running']}/{row['healthy']}" for node, row in sorted(service.per_node().items()))
+        table.add_row(service.service, kind, service.version or "-", f"{len(service.tasks)} ({wanted})", nodes or "-")
+    console.print(table)
+
+
+@main.command()
+@stack_option
+@click.argument("colour", type=click.Choice(["blue", "green"]))
+@click.argument("replicas", type=click.IntRange(1, 20))
+def scale(stack: str, colour: str, replicas: int) -> None:
+    """Swarm stacks only: run REPLICAS tasks of COLOUR's service (1 to 20), nothing else.
+
+    The proxy finds each colour's tasks through swarm DNS, so its service is not updated (its
+    version index is printed before and after). Holds until COLOUR's next deploy, which brings it
+    back to cutover:poolSize. On one engine, set cutover:poolSize and run 'cutover up'.
+    """
+    from stacks.spec import load_stack
+
+    # Before any engine is asked: one engine's pools are sized by the stack file.
+    if not load_stack(stack).is_swarm:
+        raise CutoverError(f"'cutover scale' is for swarm stacks; stack {stack!r} runs on one engine: set cutover:poolSize in its stack file and run 'cutover up'.")
+    result = _simulator(stack).scale(colour, replicas)
+    console.print(f"stack {stack}: {colour} runs {result.replicas} task(s) ({result.seconds}s); proxy service version "
+                  f"{result.proxy_index_before} -> {result.proxy_index_after} ({'untouched' if result.proxy_index_before == result.proxy_index_after else 'CHANGED'})")
+
+
 @main.command()
 @stack_option
 @click.option("--users", type=int, default=40, show_default=True, callback=lambda ctx, param, value: _checked(check_users, value),
@@ -424,7 +483,7 @@ def rehearse(stack: str, users: int, phase_seconds: float, from_version: str | N
     Exits non-zero if a single request failed, an acknowledged write is missing afterwards, or a
     request sent after a flip reached the old colour.
     """
-    check_supported(stack)
+    check_supported(stack, "rehearse")
     # Locust patches the standard library with gevent at import time; it gets a process of its own
     # so that never leaks into this one.
     command = [sys.executable, "-m", "loadtests.rehearsal", "--stack", stack, "--users", str(users),

@@ -1,26 +1,44 @@
-"""Which engine kinds the simulator drives: one Docker engine today. A swarm stack
-(``cutover:engine: swarm``, docs/cluster.md) is refused with one sentence before anything is
-touched, rather than half-run as if its manager were a single engine (its containers would land on
-the manager alone, outside the swarm's placement, and clash with the services Pulumi declares)."""
+"""Which engine kinds the simulator drives, command by command.
+
+One Docker engine: every command. A swarm stack (``cutover:engine: swarm``, docs/cluster.md):
+``up``, ``deploy``, ``status``, ``scale`` and ``down`` (simulator/swarm_ops.py, the services API
+on the manager); every other command is refused with one sentence before anything is touched,
+rather than half-run as if the manager were a single engine (its containers would land on the
+manager alone, outside the swarm's placement, beside the stack's services).
+"""
 
 from __future__ import annotations
 
 from simulator.errors import CutoverError
 from stacks.spec import StackSpec, load_stack
 
+# What the simulator does on a swarm stack today.
+SWARM_COMMANDS = ("up", "deploy", "status", "scale", "down")
+# Wired when the swarm switch (simulator/swarm_switch.py: a flip job on a control network) lands.
+SWITCH_COMMANDS = ("switch", "rollback")
 
-def refusal(spec: StackSpec) -> str | None:
-    """The sentence that refuses ``spec``, or None when the simulator can drive it."""
-    if spec.is_swarm:
+
+def refusal(spec: StackSpec, command: str | None = None) -> str | None:
+    """The sentence that refuses ``command`` on ``spec``, or None when the simulator can run it.
+    ``command`` None: a command the swarm kind does not have."""
+    if not spec.is_swarm or command in SWARM_COMMANDS:
+        return None
+    if command in SWITCH_COMMANDS:
         return (
-            f"stack {spec.stack!r} targets a Docker Swarm (cutover:engine: swarm), which is not yet supported by the simulator; "
-            f"deploy it with `pulumi up --stack {spec.stack}` (docs/cluster.md)."
+            f"'cutover {command}' on stack {spec.stack!r}, a Docker Swarm (cutover:engine: swarm), is not yet supported by the simulator: "
+            f"the switch across every proxy task comes next (docs/cluster.md)."
         )
-    return None
+    what = f"'cutover {command}'" if command else "this command"
+    return (
+        f"{what} on stack {spec.stack!r}, a Docker Swarm (cutover:engine: swarm), is not yet supported by the simulator, "
+        f"which runs {', '.join(SWARM_COMMANDS)} there; use `pulumi up --stack {spec.stack}` for the rest (docs/cluster.md)."
+    )
 
 
-def check_supported(stack: str) -> None:
-    """Raise CutoverError (exit 1, one sentence) for a stack the simulator cannot drive."""
-    message = refusal(load_stack(stack))
+def check_supported(stack: str, command: str | None = None) -> StackSpec:
+    """The stack's spec; CutoverError (exit 1, one sentence) for a command the simulator cannot run on it."""
+    spec = load_stack(stack)
+    message = refusal(spec, command)
     if message:
         raise CutoverError(message)
+    return spec

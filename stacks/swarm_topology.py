@@ -37,6 +37,7 @@ from stacks.spec import COLOURS, PROJECT, StackSpec
 from stacks.topology import (
     PROXY_UID,
     ContainerSpec,
+    VolumeMountSpec,
     app_container,
     database_container,
     migration_container,
@@ -53,6 +54,11 @@ UPDATE_PARALLELISM = 1
 UPDATE_MONITOR_S = 10
 # Every replicated task spread over the nodes, so losing one node loses at most ceil(n/nodes).
 SPREAD_OVER_NODES = "spread=node.id"
+# How a service's name resolves: DNS round robin (every task's address), never a virtual IP. A VIP
+# needs IPVS in the nodes' kernel (absent on the local swarm: dockerd logs "Could not get ipvs
+# family information"); dnsrr also holds on real swarms, where the proxy finds tasks through
+# tasks.<service> and publishes in host mode, so nothing of ours goes through a VIP or the mesh.
+ENDPOINT_MODE = "dnsrr"
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class NetworkSpec:
     encrypted: bool = False
     # None: swarm picks one. The control network's is fixed: its proxies find their own address in it.
     subnet: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,7 @@ class ServiceSpec:
     # Networks besides the stack's overlay (the proxy: the control network), no alias on them.
     extra_networks: tuple[str, ...] = ()
     ports: tuple[PublishedPort, ...] = ()
+    endpoint_mode: str = ENDPOINT_MODE
     configs: tuple[ConfigFileSpec, ...] = ()
     # "start-first": a new task before the old one stops (a colour never shrinks); "stop-first" when
     # two tasks cannot coexist (a host port, a database volume).
@@ -150,10 +158,15 @@ def control_subnet(spec: StackSpec) -> str:
 
 def stack_networks(spec: StackSpec) -> list[NetworkSpec]:
     """The stack's overlays: the app network every service joins, and the control network."""
+    labels = stack_network_labels(spec)
     return [
-        NetworkSpec(overlay_network_name(spec)),
-        NetworkSpec(control_network_name(spec), encrypted=spec.control_encrypted, subnet=control_subnet(spec)),
+        NetworkSpec(overlay_network_name(spec), labels=labels),
+        NetworkSpec(control_network_name(spec), encrypted=spec.control_encrypted, subnet=control_subnet(spec), labels=labels),
     ]
+
+
+def stack_network_labels(spec: StackSpec) -> tuple[tuple[str, str], ...]:
+    return (("cutover.engine", "swarm"), ("cutover.project", PROJECT), ("cutover.stack", spec.stack))
 
 
 def service_name(spec: StackSpec, role: str) -> str:
@@ -188,8 +201,16 @@ def _constant_labels(spec: StackSpec, role: str, colour: str | None = None) -> t
 
 def _as_task(c: ContainerSpec, name: str, hostname: str) -> ContainerSpec:
     """A single-engine container turned into a task template: no fixed name, a hostname from the
-    task's slot (swarm fills the template per task), no Docker restart policy (swarm restarts)."""
-    return replace(c, name=name, hostname=hostname, restart=RESTART_CONDITION, labels=())
+    task's slot (swarm fills the template per task), no Docker restart policy (swarm restarts).
+
+    A tmpfs that must belong to the image's user (``uid=`` in its options: postgres's and HAProxy's
+    socket directories) becomes a named volume on the task's node: swarm's tmpfs takes a mode but
+    no owner, and copies the image directory's mode onto a root-owned tmpfs, so postgres could not
+    create its lock file there (measured on the local swarm). A fresh volume takes the image
+    directory's owner and mode."""
+    owned = tuple(VolumeMountSpec(f"{name}{path.replace('/', '-')}", path) for path, options in c.tmpfs if "uid=" in options)
+    tmpfs = tuple((path, options) for path, options in c.tmpfs if "uid=" not in options)
+    return replace(c, name=name, hostname=hostname, restart=RESTART_CONDITION, labels=(), tmpfs=tmpfs, volumes=(*c.volumes, *owned))
 
 
 def colour_service(spec: StackSpec, colour: str, version: str, image: str | None = None) -> ServiceSpec:
@@ -204,6 +225,9 @@ def colour_service(spec: StackSpec, colour: str, version: str, image: str | None
         role="app",
         container=task,
         replicas=spec.pool_size,
+        # The traffic nodes, as the proxies: the database's node (the manager on the local swarm)
+        # carries no pool, so losing it never takes app tasks with it, nor the reverse.
+        constraints=(traffic_constraint(spec),),
         colour=colour,
         version=version,
         labels=_service_labels(spec, "app", colour, version),

@@ -489,7 +489,7 @@ def swarm_scenarios(workdir: Path) -> list[Scenario]:
         Scenario("cutover:databaseLabel", "cutover.database → cutover.db", {"cutover:databaseLabel": "cutover.db"},
                  "An in-place update of the database's placement: if another node carries the new label, swarm moves the task there, where its volume is empty. Relabel the same node."),
         Scenario("cutover:trafficLabel", "cutover.traffic → cutover.edge", {"cutover:trafficLabel": "cutover.edge"},
-                 "The proxy's placement: proxies start on the newly labelled nodes and stop on the others (stop-first, SIGUSR1)."),
+                 "The placement of the proxy and both colours: tasks start on the newly labelled nodes and stop on the others (the proxy stop-first, SIGUSR1; the colours start-first). Label the new nodes before."),
         Scenario("cutover:controlEncrypted", "false → true", {"cutover:controlEncrypted": "true"},
                  "A network's options cannot change in place: the control network is recreated and the proxy service rolls onto it node by node (stop-first); until it has, a switch refuses (the tasks DNS answers are not the ones expected)."),
         Scenario("cutover:poolSize", "2 → 4", {"cutover:poolSize": "4"},

@@ -108,3 +108,22 @@ def test_a_bad_engine_timeout_setting_is_one_sentence(tmp_path):
     line = one_sentence(run("--stacks-dir", str(stacks), "status", "--stack", "bad-input", CUTOVER_STATE_DIR=str(tmp_path / "state"),
                             CUTOVER_ENGINE_TIMEOUT_S="soon"))
     assert "CUTOVER_ENGINE_TIMEOUT_S='soon'" in line, line
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["switch", "--stack", "cluster"], ["'cutover switch'", "not yet supported", "switch across every proxy task"]),
+        (["rollback", "--stack", "cluster"], ["'cutover rollback'", "not yet supported"]),
+        (["finalize", "--stack", "cluster"], ["'cutover finalize'", "runs up, deploy, status, scale, down there"]),
+        (["rehearse", "--stack", "cluster"], ["'cutover rehearse'", "not yet supported"]),
+        (["scale", "--stack", "cluster", "purple", "2"], ["cutover scale", "'purple'"]),
+        (["scale", "--stack", "cluster", "blue", "21"], ["cutover scale", "21"]),
+        (["scale", "--stack", "dev", "blue", "3"], ["is for swarm stacks", "stack 'dev' runs on one engine"]),
+    ],
+)
+def test_a_command_the_simulator_lacks_on_a_swarm_stack_is_one_sentence(args, names, tmp_path):
+    """Refused before any engine is asked (the cluster stack's manager does not run here)."""
+    line = one_sentence(run(*args, CUTOVER_STATE_DIR=str(tmp_path)))
+    for name in names:
+        assert name in line, line

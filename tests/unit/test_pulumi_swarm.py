@@ -54,6 +54,8 @@ def test_the_shape_services_replicas_constraints_networks(cluster):
     proxy = services["cutover-cluster-proxy"].inputs
     assert proxy["mode"] == {"global": True} and proxy["taskSpec"]["placement"]["constraints"] == ["node.labels.cutover.traffic==true"]
     assert {p["publishMode"] for p in proxy["endpointSpec"]["ports"]} == {"host"}
+    # No VIP anywhere (no IPVS on the local swarm's nodes): every service resolves by DNS round robin.
+    assert {name: r.inputs["endpointSpec"]["mode"] for name, r in services.items()} == dict.fromkeys(services, "dnsrr")
     assert len(proxy["taskSpec"]["containerSpec"]["configs"]) == len(cluster.of_type(SERVICE_CONFIG)) == 3
 
 

@@ -68,13 +68,27 @@ def test_one_service_per_colour_the_database_pinned_and_the_proxy_on_traffic_nod
     for colour in ("blue", "green"):
         pool = services[f"cutover-cluster-{colour}"]
         assert pool.replicas == spec.pool_size and pool.update_order == "start-first" and pool.prefs == ("spread=node.id",)
+        # On the traffic nodes only: the database's node carries no pool.
+        assert pool.constraints == ("node.labels.cutover.traffic==true",)
         assert pool.container.stop_timeout_s == spec.app.stop.grace_seconds and pool.container.healthcheck is not None
     db = services["cutover-cluster-db"]
     assert db.replicas == 1 and db.constraints == ("node.labels.cutover.database==true",) and db.update_order == "stop-first"
-    assert db.aliases == ("db",) and [v.volume for v in db.container.volumes] == ["cutover-cluster-db-data"]
+    assert db.aliases == ("db",) and [v.volume for v in db.container.volumes] == ["cutover-cluster-db-data", "cutover-cluster-db-run-postgresql"]
     proxy = services["cutover-cluster-proxy"]
     assert proxy.replicas is None and proxy.constraints == ("node.labels.cutover.traffic==true",)
     assert {(p.published, p.mode) for p in proxy.ports} == {(spec.live_port, "host"), (spec.preview_port, "host")}
+    assert {s.endpoint_mode for s in services.values()} == {"dnsrr"}
+
+
+def test_a_socket_directory_owned_by_the_images_user_is_a_volume_on_swarm_not_a_tmpfs():
+    """Swarm's tmpfs has no owner option: a root-owned tmpfs at /run/postgresql stops postgres
+    ("could not create lock file"), so such a directory is a named volume (it takes the image
+    directory's owner); a plain tmpfs (/tmp, mode 1777) stays one."""
+    services = {s.role: s for s in stack_services(load_stack("cluster"))}
+    for role, path in (("database", "/run/postgresql"), ("proxy", "/run/haproxy")):
+        c = services[role].container
+        assert path in [v.container_path for v in c.volumes] and path not in dict(c.tmpfs), role
+        assert "/tmp" in dict(c.tmpfs), role
 
 
 def test_what_moves_with_a_release_is_never_a_container_label():
@@ -110,7 +124,14 @@ def test_the_single_engine_proxy_config_is_byte_identical():
     assert hashlib.sha256(text.encode()).hexdigest() == SINGLE_ENGINE_DIGEST
 
 
-def test_the_simulator_refuses_a_swarm_stack_in_one_sentence():
-    message = refusal(load_stack("cluster"))
-    assert message and "not yet supported by the simulator;" in message and "\n" not in message
-    assert refusal(load_stack("dev")) is None
+def test_the_simulator_runs_some_commands_on_a_swarm_stack_and_refuses_the_rest_in_one_sentence():
+    cluster = load_stack("cluster")
+    for command in ("up", "deploy", "status", "scale", "down"):
+        assert refusal(cluster, command) is None, command
+    for command in ("switch", "rollback"):
+        message = refusal(cluster, command)
+        assert message and "not yet supported by the simulator" in message and "\n" not in message and command in message
+    for command in ("finalize", "build", "promote", "audit", None):
+        message = refusal(cluster, command)
+        assert message and "not yet supported by the simulator" in message and "\n" not in message
+    assert all(refusal(load_stack("dev"), c) is None for c in ("up", "switch", "finalize", None))
