@@ -78,7 +78,7 @@ def service_kwargs(s: ServiceSpec, secrets: Mapping[str, str], network_ids: Mapp
         # The stack's overlay (with the service's aliases), then its other networks (the proxy: control).
         "networks": [
             docker.types.NetworkAttachmentConfig(target=network_ids[next(iter(network_ids))], aliases=list(s.aliases)),
-            *(docker.types.NetworkAttachmentConfig(target=network_ids[name]) for name in s.extra_networks),
+            *(docker.types.NetworkAttachmentConfig(target=network_ids[name], aliases=[]) for name in s.extra_networks),
         ],
         "constraints": list(s.constraints),
         "preferences": [_preference(p) for p in s.prefs],
