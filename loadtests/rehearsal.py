@@ -33,10 +33,11 @@ from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, fli
 from simulator.errors import CutoverError
 from simulator.ledger import state_dir
 from loadtests.users import excluded_tags, rehearsal_users
+from simulator.engines import simulator_for
 from simulator.operations import Simulator
 from simulator.smoke import TIMEOUT_S
 from stacks.app import AppSpec
-from stacks.spec import SpecError
+from stacks.spec import SpecError, load_stack
 
 # Acknowledged writes are read back over this many connections at once (per base URL).
 READ_BACK_CONNECTIONS = 8
@@ -98,7 +99,7 @@ def _number(kind: type) -> Callable[[str], float]:
 def rehearse(args: argparse.Namespace) -> dict:
     """The rehearsal as one changing command in the stack's ledger: it holds the lock throughout,
     its steps are recorded under it, and its end record carries the load summary and verdict."""
-    sim = Simulator.for_stack(args.stack, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
+    sim = simulator_for(load_stack(args.stack), say=lambda line: console.print(f"  [dim]{line}[/dim]"))
     arguments = {"steps": args.steps, "mix": args.mix, "users": args.users, "phase_seconds": args.phase_seconds,
                  "from_version": args.from_version, "to_version": args.to_version}
     sim.refuse_foreign_stack()  # as every changing command does first: not a stack Pulumi manages

@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
-from simulator.engines import check_supported
+from simulator.engines import check_supported, simulator_for
 from simulator.errors import CutoverError
 from simulator.images import short_id
 from stacks.app import AppError
-from stacks.spec import STACKS_DIR_ENV, SpecError
+from stacks.spec import COLOURS, STACKS_DIR_ENV, SpecError
 
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -36,16 +36,10 @@ def _simulator(stack: str):
     """The simulator for ``stack``: one engine's, or a swarm's for the commands it has (the
     running command's name decides, simulator/engines.py); any other command on a swarm stack is
     refused before any state is touched."""
-    from simulator.operations import Simulator  # imported late so --help never needs Docker
-
     spec = check_supported(stack, click.get_current_context().command.name)
     _check_state_dir(stack)
-    say = lambda line: console.print(f"  [dim]{line}[/dim]")  # noqa: E731
-    if spec.is_swarm:
-        from simulator.swarm_ops import SwarmSimulator
-
-        return SwarmSimulator(spec, say=say)
-    return Simulator(spec, say=say)
+    # Imported late (simulator_for), so --help never needs Docker.
+    return simulator_for(spec, say=lambda line: console.print(f"  [dim]{line}[/dim]"))
 
 
 def _check_state_dir(stack: str) -> None:
@@ -342,7 +336,13 @@ def switch(stack: str, to: str | None) -> None:
     server health, response time); if it degrades past the stack's thresholds it is flipped back
     by itself, the ledger records 'auto-rollback' with the evidence, and the command exits 1.
     A retry of a switch interrupted after it flipped completes it instead of flipping back.
+
+    On a swarm stack: every proxy task is flipped through one container on the stack's control
+    network, all or back, and each task's colour and the spread between the flips are printed
+    (the watch is not run there yet; docs/cluster.md). --to settles proxy tasks that disagree.
     """
+    if to is not None and to not in COLOURS:  # before any engine is asked
+        raise CutoverError(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
     _print_switch(stack, _simulator(stack).switch(to=to))
 
 
@@ -370,6 +370,9 @@ def _print_switch(stack: str, result) -> None:
         f"stack {stack}: live is now [bold]{result.to_colour}[/bold] ({result.to_version}), was {result.from_colour} ({result.from_version}); "
         f"flip took {result.flip_seconds * 1000:.0f} ms, {drained}{watched}"
     )
+    if hasattr(result, "spread_ms"):  # a swarm: every proxy task, and how far apart their flips were
+        each = ", ".join(f"{p['node']} ({p['address']}) {p['after']}" for p in result.proxies)
+        console.print(f"  {len(result.proxies)} proxy task(s), spread {result.spread_ms} ms between the first flip and the last: {each}")
 
 
 @main.command()

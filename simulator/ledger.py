@@ -519,6 +519,16 @@ class Ledger:
                 for action in operation.after_release:
                     action()
 
+    def earlier_commands(self) -> list[dict]:
+        """The command rows before the one running now (whose own start has no end yet)."""
+        running = self._current
+        # An outermost command read the ledger under its lock just before its start record: that
+        # reading serves. A command inside another (a rehearsal's switch) reads it again, since the
+        # outer one has added records since.
+        outermost = running is not None and running.parent is None
+        rows = commands(self.before_start() if outermost else self.entries())
+        return [r for r in rows if running is None or running.start_seq is None or r["seq"] < running.start_seq]
+
     def _close_interrupted(self, command: str, lines: list[str] | None = None) -> list[dict]:
         """Close every start left without an end; returns the end records appended."""
         if lines is None:

@@ -586,14 +586,7 @@ class Simulator:
         return self.switch(action="rollback")
 
     def _earlier_commands(self) -> list[dict]:
-        """The ledger's command rows before the one running now (whose own start has no end yet)."""
-        running = self.ledger._current  # noqa: SLF001 - the ledger's own record of the command in hand
-        # An outermost command read the ledger under its lock just before its start record: that
-        # reading serves. A command inside another (a rehearsal's switch) reads it again, since the
-        # outer one has added records since.
-        outermost = running is not None and running.parent is None
-        rows = commands(self.ledger.before_start() if outermost else self.ledger.entries())
-        return [r for r in rows if running is None or running.start_seq is None or r["seq"] < running.start_seq]
+        return self.ledger.earlier_commands()
 
     def _watch_policy(self) -> WatchPolicy:
         spec = self.spec

@@ -7,8 +7,9 @@ swarm (``Cluster.distribute``: by digest from the artefact store when it runs, e
 services name them by image ID, so a node never tries to pull a tag. The ledger and its lock are
 the single engine's (simulator/ledger.py) on the manager's engine.
 
-Not here: the switch and rollback (simulator/swarm_switch.py, a flip job on a control network);
-until they are wired, the live colour is the stack file's ``cutover:liveColor``.
+The switch and rollback flip every proxy task through one container on the stack's control
+network (simulator/swarm_switch.py, images/proxy/proxy-fleet): all or back. The live colour is what
+the proxies route to (read the same way); before the proxy service exists, the stack file's.
 """
 
 from __future__ import annotations
@@ -23,14 +24,17 @@ import docker.errors
 
 from simulator.cluster import API_PORT_LABEL, CLUSTER_LABEL, ROLE_LABEL, Cluster
 from simulator.docker_driver import DockerDriver, connect
-from simulator.errors import CutoverError, Refused
+from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.images import ImageBuilder, short_id
 from simulator.ledger import Ledger, changing
-from simulator.operations import StepClock, _check_version
+from simulator.operations import PoolStatus, StepClock, SwitchResult, _check_version
 from simulator.proxy_api import ProxyAPI
 from simulator.schema import schema_for
 from simulator.secrets_store import SecretStore
 from simulator.swarm_driver import SwarmDriver, TaskView, service_kwargs
+from simulator.swarm_switch import ROLE_LABEL as FLEET_ROLE_LABEL
+from simulator.swarm_switch import FLEET_ROLE, ProxyState, flip_all, read_all
+from simulator.switchback import plan_rollback
 from stacks.ownership import MANAGED_BY, SIMULATOR, refusal
 from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
 from stacks.swarm_topology import ServiceSpec, proxy_configs, service_name, stack_networks, stack_services
@@ -84,6 +88,17 @@ class SwarmStatus:
     services: dict[str, ServiceStatus]  # blue, green, proxy, db (the ones that exist)
     proxy_colours: dict[str, dict[str, str]] = field(default_factory=dict)  # {node: {"live": c, "preview": c}}
 
+    @property
+    def pools(self) -> dict[str, PoolStatus]:
+        """Per colour, as one engine reports it (what `cutover rehearse` reads): the version its
+        service runs, its healthy and running tasks across the nodes."""
+        found = {}
+        for colour in COLOURS:
+            service = self.services.get(colour)
+            nodes = service.per_node().values() if service else []
+            found[colour] = PoolStatus(service.version if service else None, sum(n["healthy"] for n in nodes), sum(n["running"] for n in nodes))
+        return found
+
     def as_dict(self) -> dict:
         return {
             "stack": self.stack, "live": self.live, "proxy_colours": self.proxy_colours,
@@ -99,6 +114,27 @@ class ScaleResult:
     seconds: float
     proxy_index_before: int | None
     proxy_index_after: int | None
+
+
+@dataclass
+class SwarmSwitchResult(SwitchResult):
+    spread_ms: int = 0  # between the first proxy task's flip and the last's
+    proxies: list[dict] = field(default_factory=list)  # each task: address, node, before, after, flipped_at_ms
+    tasks_up: dict[str, dict[str, int]] = field(default_factory=dict)  # the new colour's healthy tasks per node
+
+
+class FleetCounters:
+    """Every proxy task's frontend counters, summed (what `cutover rehearse` reads of "the proxy")."""
+
+    def __init__(self, proxies: Callable[[], dict[str, ProxyAPI]]) -> None:
+        self._proxies = proxies
+
+    def frontend_counters(self, frontend: str) -> dict[str, int]:
+        total = {"connections": 0, "requests": 0}
+        for proxy in self._proxies().values():
+            for key, value in proxy.frontend_counters(frontend).items():
+                total[key] += value
+        return total
 
 
 def local_cluster(local: docker.DockerClient, docker_host: str) -> Cluster | None:
@@ -198,8 +234,37 @@ class SwarmSimulator:
             raise CutoverError(message)
 
     def live_colour(self) -> str:
-        # Until the swarm switch is wired (simulator/swarm_switch.py): the stack file's colour.
-        return self.spec.live_colour
+        """The colour every proxy task routes to; the stack file's before the proxy service exists.
+        Proxies that disagree (a switch cut short) are an error naming them: 'cutover switch --to'
+        settles it."""
+        if self.swarm.service(service_name(self.spec, "proxy")) is None:
+            return self.spec.live_colour
+        return self._agreed_live(self.proxy_states())
+
+    def proxy_states(self) -> list[ProxyState]:
+        return read_all(self.manager, self.spec, self._infra_image("proxy"))
+
+    def _agreed_live(self, states: list[ProxyState]) -> str:
+        silent = [f"{s.node} ({s.error})" for s in states if s.error or s.live is None]
+        if silent:
+            raise CutoverError(f"stack {self.spec.stack}'s proxy tasks on {', '.join(silent)} did not say which colour is live; check them with 'cutover status'.")
+        lives = {s.live for s in states}
+        if len(lives) != 1:
+            each = ", ".join(f"{s.node}: {s.live}" for s in states)
+            raise CutoverError(f"stack {self.spec.stack}'s proxy tasks disagree on the live colour ({each}); 'cutover switch --to COLOUR' makes them agree.")
+        return lives.pop()
+
+    @property
+    def proxy(self) -> FleetCounters:
+        return FleetCounters(self.proxies)
+
+    def repair_leftovers(self, operation) -> None:
+        """A switch container a killed command left on the manager is removed (it holds nothing:
+        the proxies' maps are the state, and a switch cut short is settled by 'switch --to')."""
+        for container in self.manager.containers.list(all=True, filters={"label": [f"{FLEET_ROLE_LABEL}={FLEET_ROLE}"]}):
+            if container.name.startswith(f"cutover-{self.spec.stack}-switch-"):
+                container.remove(force=True)
+                self.say(f"removed {container.name}, left by an earlier command")
 
     def versions(self) -> dict[str, str]:
         """What each colour runs now (its service's label), else what the stack file says."""
@@ -258,7 +323,7 @@ class SwarmSimulator:
                     stamped.append(f"{node}: {colour} {version}")
         return stamped
 
-    def ledger_snapshot(self) -> dict:
+    def ledger_snapshot(self, live: str | None = None) -> dict:
         """The colours as the ledger records them: the live one, and each pool's version, image
         and running task count (read from the services and their tasks)."""
         pools = {}
@@ -269,7 +334,12 @@ class SwarmSimulator:
             pools[colour] = {"version": labels.get("cutover.version"),
                              "image": service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] if service else None,
                              "containers": sum(t.state == "running" for t in tasks)}
-        return {"live": self.live_colour(), "serving": None, **pools}
+        if live is None:
+            try:
+                live = self.live_colour()
+            except CutoverError:
+                live = None  # proxies that disagree: the record says so by naming none
+        return {"live": live, "serving": None, **pools}
 
     # -- changes ----------------------------------------------------------------------------------
 
@@ -382,6 +452,93 @@ class SwarmSimulator:
         self.swarm.wait_converged(name, CONVERGE_DEADLINE_S)
         after = self.swarm.version_index(proxy)
         return ScaleResult(colour, replicas, round(time.monotonic() - began, 2), before, after)
+
+    @changing(lambda args: args.pop("action"))
+    def switch(self, action: str = "switch", to: str | None = None) -> SwarmSwitchResult:
+        """The idle colour live on every proxy task, or on none: preflight (the colour's tasks
+        healthy across the nodes, every proxy seeing at least cutover:poolSize of its servers UP),
+        then one container on the control network flips every task and reads each back, flipping
+        back those done if one fails. Then the old colour drains: in-flight requests finish.
+
+        ``action`` "rollback" goes back to the colour live before the last switch (or is refused:
+        simulator/switchback.py); ``to`` settles proxies that disagree, or does nothing when live."""
+        if to is not None and to not in COLOURS:
+            raise Refused(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
+        proxy_image = self._infra_image("proxy")
+        states = read_all(self.manager, self.spec, proxy_image)
+        lives = {st.live for st in states}
+        if to is not None and lives == {to}:
+            self.say(f"{to} is already live on every proxy task; nothing to switch")
+            version = self.versions()[to]
+            return SwarmSwitchResult(to, to, version, version, time.time(), 0.0, 0.0, True, already_live=True)
+        if to is not None and len(lives) > 1:
+            current = other_colour(to)  # settling a split: every task goes to ``to``
+        else:
+            current = self._agreed_live(states)
+        now = self.ledger_snapshot(live=current)
+        undoes = None
+        if action == "rollback":
+            try:
+                undoes = plan_rollback(self.spec.stack, self.ledger.earlier_commands(), now).undoes_seq
+            except Refused as exc:
+                self.ledger.record(action, "refused", live=current, reason=str(exc))
+                raise
+        target = to or other_colour(current)
+        tasks_up = self._preflight(target, action)
+        versions = self.versions()
+        began = time.monotonic()
+        report = flip_all(self.manager, self.spec, target, proxy_image)
+        flip_seconds = time.monotonic() - began
+        flipped = [p.flipped_at_ms for p in report.proxies if p.before != p.after]
+        # The last task's flip: from then on no proxy sends a new request to the old colour.
+        flipped_at = max(flipped) / 1000 if flipped else time.time()
+        self.say(f"{len(report.proxies)} proxy task(s) on {target}, spread {report.spread_ms} ms: "
+                 + ", ".join(f"{p.node} {p.before}→{p.after}" for p in report.proxies))
+        drained, drain_seconds = self._drain(current)
+        result = SwarmSwitchResult(
+            from_colour=current, to_colour=target, from_version=versions[current], to_version=versions[target],
+            flipped_at=flipped_at, flip_seconds=round(flip_seconds, 4), drain_seconds=round(drain_seconds, 3), drained=drained,
+            undoes_seq=undoes, spread_ms=report.spread_ms, proxies=[asdict(p) for p in report.proxies], tasks_up=tasks_up,
+        )
+        self.ledger.record(action, "ok", **asdict(result))
+        return result
+
+    def rollback(self) -> SwarmSwitchResult:
+        """Back to the colour and version live before the last switch (still running: instant)."""
+        return self.switch(action="rollback")
+
+    def _preflight(self, target: str, action: str) -> dict[str, int]:
+        """``target``'s healthy tasks per node, when it has cutover:poolSize of them; refused
+        (nothing changed) otherwise. Each proxy's own view is the flip's first check."""
+        service = self.swarm.service(service_name(self.spec, target))
+        if service is None:
+            raise PreflightRefused(f"stack {self.spec.stack} has no {target} service; run 'cutover up --stack {self.spec.stack}' first.")
+        nodes: dict[str, int] = {}
+        for task in self.swarm.tasks(service.name):
+            if task.state == "running" and task.health in ("healthy", "none", None):
+                nodes[task.node] = nodes.get(task.node, 0) + 1
+        healthy = sum(nodes.values())
+        if healthy < self.spec.pool_size:
+            where = ", ".join(f"{n} on {node}" for node, n in sorted(nodes.items())) or "none"
+            reason = f"{target} has {healthy} healthy task(s) ({where}), fewer than cutover:poolSize {self.spec.pool_size}; live colour unchanged."
+            self.ledger.record(action, "refused", target=target, reason=reason)
+            raise PreflightRefused(reason)
+        return dict(sorted(nodes.items()))
+
+    def _drain(self, colour: str) -> tuple[bool, float]:
+        """Until no proxy task has a request open on ``colour``'s servers (or the drain budget is
+        spent). Read through each node's engine: the tasks this machine reaches."""
+        began = time.monotonic()
+        proxies = self.proxies()
+        end = began + self.spec.drain_seconds
+        while True:
+            try:
+                open_sessions = sum(p.backend_sessions(colour) for p in proxies.values())
+            except CutoverError:
+                open_sessions = 1  # a task restarting: not known to be drained yet
+            if open_sessions == 0 or time.monotonic() >= end:
+                return open_sessions == 0, time.monotonic() - began
+            time.sleep(0.1)
 
     @changing("down")
     def down(self, with_volumes: bool = False, with_ledger: bool = False) -> list[str]:

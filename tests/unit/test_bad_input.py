@@ -113,10 +113,9 @@ def test_a_bad_engine_timeout_setting_is_one_sentence(tmp_path):
 @pytest.mark.parametrize(
     "args, names",
     [
-        (["switch", "--stack", "cluster"], ["'cutover switch'", "not yet supported", "switch across every proxy task"]),
-        (["rollback", "--stack", "cluster"], ["'cutover rollback'", "not yet supported"]),
-        (["finalize", "--stack", "cluster"], ["'cutover finalize'", "runs up, deploy, status, scale, down there"]),
-        (["rehearse", "--stack", "cluster"], ["'cutover rehearse'", "not yet supported"]),
+        (["finalize", "--stack", "cluster"], ["'cutover finalize'", "runs up, deploy, status, scale, switch, rollback, rehearse, down there"]),
+        (["audit", "--stack", "cluster"], ["'cutover audit'", "not yet supported"]),
+        (["switch", "--stack", "cluster", "--to", "purple"], ["--to", "'purple'"]),
         (["scale", "--stack", "cluster", "purple", "2"], ["cutover scale", "'purple'"]),
         (["scale", "--stack", "cluster", "blue", "21"], ["cutover scale", "21"]),
         (["scale", "--stack", "dev", "blue", "3"], ["is for swarm stacks", "stack 'dev' runs on one engine"]),
