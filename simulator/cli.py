@@ -441,6 +441,9 @@ def _print_swarm_status(stack: str, state, as_json: bool) -> None:
         nodes = ", ".join(f"{node} {row['running']}/{row['healthy']}" for node, row in sorted(service.per_node().items()))
         table.add_row(service.service, kind, service.version or "-", f"{len(service.tasks)} ({wanted})", nodes or "-")
     console.print(table)
+    if state.proxy_colours:
+        each = ", ".join(f"{node} live {c.get('live', '?')}, preview {c.get('preview', '?')}" for node, c in sorted(state.proxy_colours.items()))
+        console.print(f"proxy tasks: {each}")
 
 
 @main.command()
