@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test
+.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test demo-cluster down-cluster
 
 venv: $(VENV)/.installed
 
@@ -32,11 +32,28 @@ test: venv base-image wrk
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
+# The cluster stack on a local multi-node swarm (docs/cluster.md): a manager and two workers as
+# Docker-in-Docker nodes, the edge publishing the stack's ports on 127.0.0.1, the stack up, then the
+# same rehearsal as `make demo` (deploy, switch, rollback, switch under Locust load) with every flip
+# reaching every proxy task. `make down-cluster` removes the stack and the swarm.
+CLUSTER ?= local
+demo-cluster: venv base-image
+	$(BIN)/cutover cluster up --name $(CLUSTER) --publish 18180 --publish 18181
+	$(BIN)/cutover up --stack cluster
+	$(BIN)/cutover rehearse --stack cluster
+	$(BIN)/cutover status --stack cluster
+
+down-cluster: venv
+	$(BIN)/cutover down --stack cluster --volumes --ledger
+	$(BIN)/cutover cluster down --name $(CLUSTER)
+
 # The local multi-node swarm (docs/cluster.md): three Docker-in-Docker nodes form a swarm, an image
 # reaches each by digest and by stream, a service spreads over them, the edge balances over the
-# workers and drops a killed one; -s prints the figures. Not in `make test` yet (about a minute here).
+# workers and drops a killed one; the simulator's swarm stack (up, deploy, scale), the switch across
+# proxy tasks, and a cutover rehearsal under load on the swarm; -s prints the figures. Not in `make
+# test` (its own target; `.ci/run` runs it after `make test`).
 cluster-test: venv base-image
-	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py
+	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py tests/integration/test_swarm_cutover.py
 
 # The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
 # (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).

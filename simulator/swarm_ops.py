@@ -137,6 +137,19 @@ class FleetCounters:
         return total
 
 
+def agreed_live(stack: str, states: list[ProxyState]) -> str:
+    """The one colour every proxy task routes to (pure). A task that did not answer, or tasks that
+    disagree (a switch cut short), are an error naming them: 'cutover switch --to' settles it."""
+    silent = [f"{s.node} ({s.error or 'no live colour'})" for s in states if s.error or s.live is None]
+    if silent:
+        raise CutoverError(f"stack {stack}'s proxy tasks on {', '.join(silent)} did not say which colour is live; check them with 'cutover status'.")
+    lives = {s.live for s in states}
+    if len(lives) != 1:
+        each = ", ".join(f"{s.node}: {s.live}" for s in states) or "no proxy task"
+        raise CutoverError(f"stack {stack}'s proxy tasks disagree on the live colour ({each}); 'cutover switch --to COLOUR' makes them agree.")
+    return lives.pop()
+
+
 def local_cluster(local: docker.DockerClient, docker_host: str) -> Cluster | None:
     """The local swarm (simulator/cluster.py) whose manager's engine is ``docker_host``, if any."""
     url = urlparse(docker_host)
@@ -245,14 +258,7 @@ class SwarmSimulator:
         return read_all(self.manager, self.spec, self._infra_image("proxy"))
 
     def _agreed_live(self, states: list[ProxyState]) -> str:
-        silent = [f"{s.node} ({s.error})" for s in states if s.error or s.live is None]
-        if silent:
-            raise CutoverError(f"stack {self.spec.stack}'s proxy tasks on {', '.join(silent)} did not say which colour is live; check them with 'cutover status'.")
-        lives = {s.live for s in states}
-        if len(lives) != 1:
-            each = ", ".join(f"{s.node}: {s.live}" for s in states)
-            raise CutoverError(f"stack {self.spec.stack}'s proxy tasks disagree on the live colour ({each}); 'cutover switch --to COLOUR' makes them agree.")
-        return lives.pop()
+        return agreed_live(self.spec.stack, states)
 
     @property
     def proxy(self) -> FleetCounters:

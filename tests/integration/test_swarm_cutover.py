@@ -67,9 +67,9 @@ def test_a_cutover_under_load_on_the_swarm_drops_nothing_loses_no_write_and_move
     summary_path = tmp_path / "summary.json"
     began = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "rehearse", "--stack", STACK, "--users", "10", "--phase-seconds", "5",
+        [sys.executable, "-m", "loadtests.rehearsal", "--stack", STACK, "--users", "10", "--phase-seconds", "5",
          "--to-version", "2.0.0", "--out", str(tmp_path / "rehearsal.csv"), "--summary", str(summary_path)],
-        env={**os.environ, STACKS_DIR_ENV: str(stacks_dir)}, capture_output=True, text=True, timeout=1200,
+        cwd=ROOT, env={**os.environ, STACKS_DIR_ENV: str(stacks_dir)}, capture_output=True, text=True, timeout=1200,
     )
     seconds = time.monotonic() - began
     assert summary_path.exists(), f"the rehearsal wrote no summary:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
