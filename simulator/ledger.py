@@ -203,6 +203,10 @@ def parse_time(value: str) -> datetime:
 # -- the engine side ----------------------------------------------------------------------------
 
 
+# How long acquire() keeps looking when the lock's name is taken but no holder is listed yet.
+LOCK_CONTENTION_S = 5.0
+
+
 class LockHeld(Refused):
     """Another changing command holds the stack's lock."""
 
@@ -355,7 +359,10 @@ class Ledger:
             "cutover.lock.pid-start": _process_start(os.getpid()) or "",
             "cutover.lock.since": _now(),
         }
-        for _ in range(3):
+        # A name Docker refuses (409) while no holder is listed yet is a lock being created or
+        # removed at that moment (seen on a loaded machine): look again, for a few seconds at most.
+        deadline = time.monotonic() + LOCK_CONTENTION_S
+        while time.monotonic() < deadline:
             try:
                 container = self.client.containers.create(
                     self.image(), name=self.lock_name, labels=labels, network_mode="none",
@@ -366,7 +373,8 @@ class Ledger:
                     raise
                 existing = self.holder()
                 if existing is None:
-                    continue  # released meanwhile: try again
+                    time.sleep(0.1)
+                    continue  # released or still being created: try again
                 reason = self.stale_reason(existing)
                 if reason is None:
                     raise LockHeld(f"stack {self.stack} is locked by {_describe_holder(existing.labels)}; try again when it ends.") from None
