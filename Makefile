@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test
+.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test cluster-faults
 
 venv: $(VENV)/.installed
 
@@ -37,6 +37,11 @@ unit: venv
 # workers and drops a killed one; -s prints the figures. Not in `make test` yet (about a minute here).
 cluster-test: venv base-image
 	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py
+
+# Nodes of the local swarm broken under load (docs/cluster.md, "Faults on a cluster"): the full run
+# prints and writes its figures; CLUSTER_FAULTS_ARGS adds options (--cases, --users, ...).
+cluster-faults: venv base-image
+	$(BIN)/python -m loadtests.cluster_faults --out cluster-faults/results.json --down $(CLUSTER_FAULTS_ARGS)
 
 # The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
 # (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).
