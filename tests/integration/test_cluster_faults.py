@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("CUTOVER_TEST_FAULTS_CLUSTER", "cfx")
 API_PORT = os.environ.get("CUTOVER_TEST_FAULTS_API_PORT", "23811")
-LIVE_PORT = os.environ.get("CUTOVER_TEST_FAULTS_LIVE_PORT", "19711")
+LIVE_PORT = os.environ.get("CUTOVER_TEST_FAULTS_LIVE_PORT", "19715")
 
 
 @pytest.fixture(scope="module")
