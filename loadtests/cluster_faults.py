@@ -31,7 +31,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -45,6 +45,7 @@ from loadtests.fault_figures import traffic_figures
 from loadtests.rehearsal import missing_writes
 from loadtests.users import rehearsal_users
 from simulator.cluster import Cluster, NodePlan
+from simulator.errors import CutoverError
 from simulator.swarm_ops import SwarmSimulator
 from stacks.spec import load_stack
 from stacks.swarm_topology import service_name
@@ -264,10 +265,7 @@ def _write_ok(url: str, probe) -> bool:
 
 
 def _by_name(records) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r.name] = counts.get(r.name, 0) + 1
-    return counts
+    return dict(Counter(r.name for r in records).most_common())
 
 
 def _load_average() -> list[float]:
@@ -325,7 +323,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    figures = run(args)
+    try:
+        figures = run(args)
+    except (TimeoutError, CutoverError) as exc:  # a condition not met in time, or the cluster refused
+        print(f"error: {exc}.".replace("..", "."), file=sys.stderr)
+        return 1
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(figures, indent=2, default=str))
