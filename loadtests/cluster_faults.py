@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import docker
 import docker.errors
@@ -295,8 +295,16 @@ def run(args: argparse.Namespace) -> dict:
     return figures
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one sentence and exit status 1, as everywhere in cutover (not argparse's usage block and 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message.rstrip('.')}.", file=sys.stderr)
+        sys.exit(1)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m loadtests.cluster_faults", description=__doc__,
+    parser = _Parser(prog="python -m loadtests.cluster_faults", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cluster", default="cfx", help="the local cluster's name (default: cfx)")
     parser.add_argument("--workers", type=int, default=3)
@@ -316,8 +324,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in args.cases if c not in RUNNERS]
     if unknown:
-        print(f"error: --cases names {unknown[0]!r}, which is not one of {', '.join(CASES)}.", file=sys.stderr)
-        sys.exit(1)
+        parser.error(f"--cases names {unknown[0]!r}, which is not one of {', '.join(CASES)}")
+    if args.workers < 2:
+        parser.error(f"--workers {args.workers} leaves no worker to take the killed or drained one's tasks; use 2 or more")
     return args
 
 
