@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test demo-cluster down-cluster
+.PHONY: demo test unit engine venv base-image down clean benchmark bench soak faults faults-engine pulumi-matrix wrk proxy-cost demo-latency cluster-test demo-cluster down-cluster cluster-faults
 
 venv: $(VENV)/.installed
 
@@ -50,10 +50,16 @@ down-cluster: venv
 # The local multi-node swarm (docs/cluster.md): three Docker-in-Docker nodes form a swarm, an image
 # reaches each by digest and by stream, a service spreads over them, the edge balances over the
 # workers and drops a killed one; the simulator's swarm stack (up, deploy, scale), the switch across
-# proxy tasks, and a cutover rehearsal under load on the swarm; -s prints the figures. Not in `make
+# proxy tasks, a cutover rehearsal under load on the swarm, and the short form of the cluster
+# faults (a worker killed, a worker drained, the manager lost); -s prints the figures. Not in `make
 # test` (its own target; `.ci/run` runs it after `make test`).
 cluster-test: venv base-image
-	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py tests/integration/test_swarm_cutover.py
+	$(BIN)/python -m pytest -s -m cluster tests/integration/test_cluster_nodes.py tests/integration/test_swarm_switch_cluster.py tests/integration/test_swarm_stack.py tests/integration/test_swarm_cutover.py tests/integration/test_cluster_faults.py
+
+# Nodes of the local swarm broken under load (docs/cluster.md, "Faults on a cluster"): the full run
+# prints and writes its figures; CLUSTER_FAULTS_ARGS adds options (--cases, --users, ...).
+cluster-faults: venv base-image
+	$(BIN)/python -m loadtests.cluster_faults --out cluster-faults/results.json --down $(CLUSTER_FAULTS_ARGS)
 
 # The replacement matrix in docs/pulumi.md, computed from the Pulumi program under mocks
 # (tests/unit/replacement_matrix.py; tests/unit/test_pulumi_replacement.py fails when it is stale).
