@@ -34,6 +34,7 @@ from simulator.errors import CutoverError
 from simulator.images import DEFAULT_BASE_IMAGE
 from simulator.registry import ArtefactStore
 from stacks.image_builds import ImageBuild
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -51,16 +52,6 @@ PROBE = ImageBuild("cutover-probe:1", "images/probe", "Dockerfile", (("BASE_IMAG
 ECHO = f"mkdir -p /tmp/www && hostname > /tmp/www/index.html && exec httpd -f -p {ECHO_PORT} -h /tmp/www"
 DEADLINE_S = 60
 FIGURES: dict[str, object] = {}
-
-
-def wait_for(condition, deadline_s: float, what: str):
-    end = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < end, f"{what} within {deadline_s}s"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,7 @@ mid-way, refused when the expected set is not the one DNS answers.
 from __future__ import annotations
 
 import io
-import json
 import tarfile
-import time
 
 import docker
 import docker.errors
@@ -24,6 +22,7 @@ from stacks.image_builds import REPO_ROOT
 from stacks.proxy_config import COLOUR_MAP, HAPROXY_CONFIG_PATH, backend_path, render_base_config, render_swarm_backend
 from stacks.spec import COLOURS, load_stack
 from stacks.topology import PROXY_UID
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -36,16 +35,6 @@ PROXIES = 3
 DEADLINE_S = 60
 
 
-def wait_for(condition, what: str, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < end, f"{what} within {deadline_s}s"
-        time.sleep(0.3)
-
-
 def admin(container, line: str) -> str:
     result = container.exec_run(["proxy-admin", line])
     assert result.exit_code == 0, result.output
@@ -54,7 +43,7 @@ def admin(container, line: str) -> str:
 
 def live_of(container) -> str:
     # Read again on an empty reply: a cut-short read of the socket under load (simulator/proxy_api.py).
-    routes = wait_for(lambda: {k: v for _, k, v in (line.split() for line in admin(container, f"show map {COLOUR_MAP}").splitlines() if line.strip())}, f"{container.name}'s colour map", 5)
+    routes = wait_for(lambda: {k: v for _, k, v in (line.split() for line in admin(container, f"show map {COLOUR_MAP}").splitlines() if line.strip())}, 5, f"{container.name}'s colour map")
     return routes["live"]
 
 
@@ -111,9 +100,9 @@ def bench():
             proxies.append(proxy)
         for proxy in proxies:
             proxy.reload()
-            wait_for(lambda: proxy.exec_run(["proxy-admin", "show info"]).exit_code == 0, f"{proxy.name}'s runtime API")
+            wait_for(lambda: proxy.exec_run(["proxy-admin", "show info"]).exit_code == 0, DEADLINE_S, f"{proxy.name}'s runtime API")
             for colour in COLOURS:
-                wait_for(lambda: _up(proxy, colour) == 2, f"{proxy.name} sees both {colour} tasks UP")
+                wait_for(lambda: _up(proxy, colour) == 2, DEADLINE_S, f"{proxy.name} sees both {colour} tasks UP")
         tasks = [ProxyTask(p.attrs["NetworkSettings"]["Networks"][NETWORK]["IPAddress"], p.name) for p in proxies[:PROXIES]]
         yield client, proxies, tasks, proxies[PROXIES]
     finally:
@@ -175,7 +164,7 @@ def test_flip_all_then_back_every_proxy_reports_the_new_colour_and_the_spread(on
     assert [(s.live, s.up, s.servers, s.error) for s in states] == [("green", {"blue": 2, "green": 2}, {"blue": 2, "green": 2}, None)] * PROXIES
     # The flip came over TCP; each task's healthcheck copies it to its map file (a restart keeps it).
     for p in proxies[:PROXIES]:
-        wait_for(lambda: p.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", f"{p.name}'s map file says green")
+        wait_for(lambda: p.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", DEADLINE_S, f"{p.name}'s map file says green")
     back = flip_proxies(client, IMAGE, NETWORK, PROXY_DNS, tasks, "blue", min_up=2, name_prefix=PREFIX)
     print(f"\nflip of {PROXIES} proxies: spread {report.spread_ms} ms to green, {back.spread_ms} ms back; {report.as_json()}")
     assert all(live_of(p) == "blue" for p in proxies[:PROXIES])
@@ -194,7 +183,7 @@ def test_a_proxy_that_sees_the_colour_down_refuses_and_nothing_is_flipped(on_blu
         assert all(live_of(p) == "blue" for p in proxies[:PROXIES])
     finally:
         admin(proxies[1], "set server green/green-1 state ready")
-        wait_for(lambda: _up(proxies[1], "green") == 2, "green-1 UP again")
+        wait_for(lambda: _up(proxies[1], "green") == 2, DEADLINE_S, "green-1 UP again")
 
 
 def test_fewer_servers_up_than_the_pool_size_is_refused(on_blue):

@@ -24,6 +24,7 @@ from stacks.proxy_config import COLOUR_MAP, HAPROXY_CONFIG_PATH, backend_path, r
 from stacks.spec import COLOURS, load_stack
 from stacks.swarm_topology import CONTROL_SUBNET_ENV, control_network_name, control_subnet, overlay_network_name, service_name, stack_networks, traffic_constraint
 from stacks.topology import PROXY_UID
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -32,21 +33,6 @@ API_PORT = 23791
 IMAGE = "flipx-proxy:1"
 DEADLINE_S = 120
 SPEC = dataclasses.replace(load_stack("cluster"), stack="flipx")
-
-
-def wait_for(condition, what: str, deadline_s: float = DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while True:
-        try:
-            value = condition()
-        except Exception as exc:  # a task not there yet: the fleet refuses until DNS and the manager agree
-            value, last = None, exc
-        else:
-            last = value
-        if value:
-            return value
-        assert time.monotonic() < end, f"{what} within {deadline_s}s (last: {last})"
-        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +96,7 @@ def _all_up(manager):
 
 def test_every_proxy_task_flips_and_reports_the_new_colour(swarm):
     manager = swarm
-    states = wait_for(lambda: _all_up(manager), "both proxy tasks up, each seeing both colours' tasks UP")
+    states = wait_for(lambda: _all_up(manager), DEADLINE_S, "both proxy tasks up, each seeing both colours' tasks UP")
     assert sorted(s.node for s in states) == ["cutover-cluster-flip-worker-1", "cutover-cluster-flip-worker-2"]
     assert {s.live for s in states} == {"blue"}
     report = flip_all(manager, SPEC, "green", IMAGE)
@@ -120,7 +106,7 @@ def test_every_proxy_task_flips_and_reports_the_new_colour(swarm):
     # Each task's healthcheck copied the flip (it came over TCP) to the task's map file.
     for node_index in (1, 2):
         task = _proxy_task(node_index)
-        wait_for(lambda: task.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", f"the map file on worker {node_index} says green", 30)
+        wait_for(lambda: task.exec_run(["cat", COLOUR_MAP]).output.decode() == "live green\npreview blue\n", 30, f"the map file on worker {node_index} says green")
     back = flip_all(manager, SPEC, "blue", IMAGE)
     assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
     print(f"\nswarm flip of 2 proxy tasks on 2 nodes: spread {report.spread_ms} ms to green, {back.spread_ms} ms back; {report.as_json()}")
@@ -144,7 +130,7 @@ def test_one_task_seeing_the_colour_down_refuses_and_one_refusing_mid_way_is_fli
     flipped), then loses its map's preview key (the first node's task flips, the second's batch is
     half refused, both end on blue)."""
     manager = swarm
-    wait_for(lambda: _all_up(manager), "both proxy tasks up, each seeing both colours' tasks UP")
+    wait_for(lambda: _all_up(manager), DEADLINE_S, "both proxy tasks up, each seeing both colours' tasks UP")
     second = _proxy_task(2)
     _admin(second, "set server green/green-1 state maint")
     try:
@@ -153,7 +139,7 @@ def test_one_task_seeing_the_colour_down_refuses_and_one_refusing_mid_way_is_fli
         assert {s.live for s in read_all(manager, SPEC, IMAGE)} == {"blue"}
     finally:
         _admin(second, "set server green/green-1 state ready")
-    wait_for(lambda: _all_up(manager), "green-1 UP again")
+    wait_for(lambda: _all_up(manager), DEADLINE_S, "green-1 UP again")
     _admin(second, f"del map {COLOUR_MAP} preview")
     try:
         with pytest.raises(CutoverError, match=r"on node cutover-cluster-flip-worker-2 was not switched to green .*flipped back to their colour: \S+, \S+\.$") as failed:
