@@ -3,7 +3,9 @@ switch, roll back, switch) on a swarm stack whose proxies run on two workers, wi
 entering through the cluster's edge on 127.0.0.1. Every request must succeed, every acknowledged
 write must be read back through both colours, no request sent after a flip may reach the old
 colour, and after the last switch every proxy task must route to the new colour. Prints the
-rehearsal's figures and each flip's spread across the proxy tasks.
+rehearsal's figures and each flip's spread across the proxy tasks. Then the switch's guards on a
+swarm: a colour short of its pool refused, a second rollback refused, proxy tasks that disagree
+refused until `switch --to` settles them.
 
 Runs only when selected: `make cluster-test` (pytest -m cluster). Cluster ``cut``, engines on
 127.0.0.1:23831-23833, stack ``cutx`` on ports 19731/19732 (the edge's).
@@ -23,8 +25,10 @@ import pytest
 import yaml
 
 from simulator.cluster import Cluster
+from simulator.errors import CutoverError, PreflightRefused, Refused
 from simulator.swarm_ops import SwarmSimulator
 from stacks.spec import STACKS_DIR_ENV, load_stack
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -90,3 +94,34 @@ def test_a_cutover_under_load_on_the_swarm_drops_nothing_loses_no_write_and_move
     states = sim.proxy_states()
     assert len({s.node for s in states}) == 2 and all(s.live == "green" and s.error is None for s in states), states
     assert sim.live_colour() == "green"
+
+
+def test_the_swarm_switch_refuses_a_short_colour_a_second_rollback_and_split_proxies_until_settled(sim):
+    """The switch's own guards on a swarm, each from a state this test makes itself."""
+    sim.up()
+    sim.switch(to="blue")
+
+    # Preflight: the idle colour with fewer healthy tasks than cutover:poolSize is refused, nothing flipped.
+    sim.scale("green", 1)
+    with pytest.raises(PreflightRefused, match="green has 1 healthy task.*fewer than cutover:poolSize 2"):
+        sim.switch()
+    assert {s.live for s in sim.proxy_states()} == {"blue"}
+    sim.scale("green", 2)
+    wait_for(lambda: all(s.up.get("green", 0) >= 2 for s in sim.proxy_states()), 60, "every proxy task seeing both green tasks UP")
+
+    # Rollback goes back once; a second rollback has nothing to undo.
+    assert sim.switch().to_colour == "green"
+    back = sim.rollback()
+    assert back.to_colour == "blue" and back.undoes_seq is not None
+    with pytest.raises(Refused, match="nothing to roll back"):
+        sim.rollback()
+
+    # Proxy tasks that disagree (one flipped behind cutover's back) stop a plain switch with one
+    # sentence naming each task's colour; --to settles them all.
+    (first_node, first), *_ = sorted(sim.proxies().items())
+    first.switch_to("green", force=True)
+    with pytest.raises(CutoverError, match=f"disagree on the live colour .*{first_node}: green"):
+        sim.switch()
+    settled = sim.switch(to="green")
+    assert not settled.already_live and len(settled.proxies) == 2
+    assert {s.live for s in sim.proxy_states()} == {"green"}
