@@ -43,7 +43,7 @@ import yaml
 
 from loadtests.fault_figures import traffic_figures
 from loadtests.rehearsal import missing_writes
-from loadtests.users import rehearsal_users
+from loadtests.users import new_connection_user, rehearsal_users
 from simulator.cluster import Cluster, NodePlan
 from simulator.errors import CutoverError
 from simulator.swarm_ops import SwarmSimulator
@@ -144,8 +144,10 @@ def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> flo
 def loaded(rig: Rig, case: str, inject: Callable[[LoadRun], dict]) -> dict:
     """Runs ``inject`` under the load; returns its figures with the traffic's and the writes'."""
     app = rig.spec.app
-    load = LoadRun(rig.url, rig.args.users, max_seconds=600, max_requests=2_000_000,
-                   user_classes=rehearsal_users(app), write_probe=app.write_probe)
+    users = rehearsal_users(app)
+    if rig.args.new_connection_users:
+        users = [*users, new_connection_user(app, rig.args.new_connection_users)]
+    load = LoadRun(rig.url, rig.args.users, max_seconds=600, max_requests=2_000_000, user_classes=users, write_probe=app.write_probe)
     load.begin_phase("baseline")
     load.start()
     try:
@@ -314,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pool-size", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from: {', '.join(CASES)}")
     parser.add_argument("--users", type=int, default=8)
+    parser.add_argument("--new-connection-users", type=int, default=2,
+                        help="of --users, how many open a new connection per request (the rest keep theirs; default: 2)")
     parser.add_argument("--baseline-seconds", type=float, default=5.0)
     parser.add_argument("--settle-seconds", type=float, default=5.0)
     parser.add_argument("--outage-seconds", type=float, default=10.0, help="how long the manager stays dead (default: 10)")
@@ -325,6 +329,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [c for c in args.cases if c not in RUNNERS]
     if unknown:
         parser.error(f"--cases names {unknown[0]!r}, which is not one of {', '.join(CASES)}")
+    if not 0 <= args.new_connection_users < args.users:
+        parser.error(f"--new-connection-users {args.new_connection_users} must be from 0 to --users - 1 ({args.users - 1}): the keep-alive users carry the writes")
     if args.workers < 2:
         parser.error(f"--workers {args.workers} leaves no worker to take the killed or drained one's tasks; use 2 or more")
     return args

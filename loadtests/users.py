@@ -75,6 +75,23 @@ def smoke_path_user(app: AppSpec) -> type[User]:
     return SmokePathUser
 
 
+def new_connection_user(app: AppSpec, count: int) -> type[User]:
+    """``count`` users that open a new connection for every request (``Connection: close``) and
+    send the app's first smoke check: each request is balanced anew by whatever sits in front (a
+    cluster's edge), so a node leaving shows on them first, where keep-alive users would stay on
+    connections they already have."""
+    check = app.smoke[0]
+
+    class NewConnectionUser(KeepAliveUser):
+        fixed_count = count
+
+        @task
+        def check(self) -> None:
+            self.client.request(check.method, check.path, name=f"{check.describe()} (new connection)", headers={"Connection": "close"})
+
+    return NewConnectionUser
+
+
 def locustfile_users(path: Path) -> list[type[User]]:
     """Every non-abstract User class a locustfile defines (as Locust itself would pick them)."""
     spec = importlib.util.spec_from_file_location(f"cutover_locustfile_{abs(hash(str(path)))}", path)

@@ -15,6 +15,7 @@ from tests.conftest import REPO_ROOT
     (["--cases", "worker-killed,nope"], "'nope'"),
     (["--workers", "1"], "--workers 1"),
     (["--users", "many"], "--users"),
+    (["--users", "4", "--new-connection-users", "4"], "--new-connection-users 4"),
 ])
 def test_bad_input_is_one_sentence(args, names):
     # An engine that cannot answer: a parse that let bad input through would fail otherwise.
