@@ -33,7 +33,7 @@ from simulator.schema import schema_for
 from simulator.secrets_store import SecretStore
 from simulator.swarm_driver import SwarmDriver, TaskView, service_kwargs
 from simulator.swarm_switch import ROLE_LABEL as FLEET_ROLE_LABEL
-from simulator.swarm_switch import FLEET_ROLE, ProxyState, flip_all, read_all
+from simulator.swarm_switch import FLEET_ROLE, ProxiesInFlux, ProxyState, flip_all, read_all
 from simulator.switchback import plan_rollback
 from stacks.ownership import MANAGED_BY, SIMULATOR, refusal
 from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
@@ -43,6 +43,9 @@ from stacks.topology import DB_PASSWORD_SECRET, database_container
 # From asking swarm to every task running and healthy at the new spec: a rolling start-first update
 # of a pool goes one task at a time, each watched UPDATE_MONITOR_S (10 s).
 CONVERGE_DEADLINE_S = 180
+# A proxy task starting or restarting (the manager and the control network's DNS disagree on the
+# set) settles within its start period; reads and flips wait that long before giving up.
+PROXIES_SETTLE_S = 60
 # A removed service's tasks stop (their stop grace included) before its network and volumes can go.
 REMOVE_DEADLINE_S = 90
 
@@ -255,7 +258,20 @@ class SwarmSimulator:
         return self._agreed_live(self.proxy_states())
 
     def proxy_states(self) -> list[ProxyState]:
-        return read_all(self.manager, self.spec, self._infra_image("proxy"))
+        return self._when_proxies_settle(lambda: read_all(self.manager, self.spec, self._infra_image("proxy")))
+
+    def _when_proxies_settle(self, fleet: Callable):
+        """``fleet()`` (a read or a flip), again while a proxy task is starting or stopping (each
+        try lists the manager's tasks anew), for PROXIES_SETTLE_S at most; then its refusal."""
+        end = time.monotonic() + PROXIES_SETTLE_S
+        while True:
+            try:
+                return fleet()
+            except ProxiesInFlux as exc:
+                if time.monotonic() >= end:
+                    raise
+                self.say(f"waiting for the proxy tasks to settle: {exc}")
+                time.sleep(1)
 
     def _agreed_live(self, states: list[ProxyState]) -> str:
         return agreed_live(self.spec.stack, states)
@@ -471,7 +487,7 @@ class SwarmSimulator:
         if to is not None and to not in COLOURS:
             raise Refused(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
         proxy_image = self._infra_image("proxy")
-        states = read_all(self.manager, self.spec, proxy_image)
+        states = self.proxy_states()
         lives = {st.live for st in states}
         if to is not None and lives == {to}:
             self.say(f"{to} is already live on every proxy task; nothing to switch")
@@ -493,7 +509,7 @@ class SwarmSimulator:
         tasks_up = self._preflight(target, action)
         versions = self.versions()
         began = time.monotonic()
-        report = flip_all(self.manager, self.spec, target, proxy_image)
+        report = self._when_proxies_settle(lambda: flip_all(self.manager, self.spec, target, proxy_image))
         flip_seconds = time.monotonic() - began
         flipped = [p.flipped_at_ms for p in report.proxies if p.before != p.after]
         # The last task's flip: from then on no proxy sends a new request to the old colour.

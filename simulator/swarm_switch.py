@@ -75,6 +75,19 @@ class ProxyState:
     error: str | None = None
 
 
+class ProxiesInFlux(Refused):
+    """The manager's running proxy tasks and the control network's DNS answer different sets: a
+    task is starting, stopping or restarting. Nothing was changed; a moment later they agree."""
+
+
+# proxy-fleet's sentence for that case (images/proxy/proxy-fleet).
+IN_FLUX = "the manager expects proxy tasks at "
+
+
+def _refusal(error: str) -> Refused:
+    return ProxiesInFlux(error) if error.startswith(IN_FLUX) else Refused(error)
+
+
 # --- pure --------------------------------------------------------------------------------------
 
 
@@ -128,14 +141,14 @@ def flip_report(answer: dict) -> FlipReport:
     flipped back, as the sentence says)."""
     if not answer.get("ok"):
         error = answer.get("error") or "the switch container failed without a reason"
-        raise (CutoverError if answer.get("proxies") else Refused)(error)
+        raise CutoverError(error) if answer.get("proxies") else _refusal(error)
     proxies = tuple(FlippedProxy(p["address"], p["node"], p["before"], p["after"], int(p["flipped_at_ms"])) for p in answer["proxies"])
     return FlipReport(answer["colour"], proxies)
 
 
 def proxy_states(answer: dict) -> list[ProxyState]:
     if not answer.get("ok"):
-        raise Refused(answer.get("error") or "the read container failed without a reason")
+        raise _refusal(answer.get("error") or "the read container failed without a reason")
     return [ProxyState(p["address"], p["node"], p["live"], p["up"], p["servers"], p["error"]) for p in answer["proxies"]]
 
 

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from simulator.errors import CutoverError, Refused
-from simulator.swarm_switch import ProxyTask, expected_proxy_tasks, fleet_answer, fleet_command, flip_report, proxy_states
+from simulator.swarm_switch import ProxiesInFlux, ProxyTask, expected_proxy_tasks, fleet_answer, fleet_command, flip_report, proxy_states
 from stacks.spec import load_stack
 from stacks.swarm_topology import control_network_name, control_subnet, proxy_service, stack_networks, stack_services
 
@@ -68,6 +68,18 @@ def test_a_failure_before_any_flip_is_refused_and_after_one_is_an_error():
     with pytest.raises(CutoverError, match="flipped back") as failed:
         flip_report({"ok": False, "error": "proxy 2 refused; flipped back to their colour: 1, 2.", "proxies": [_flipped("10.0.0.3", 1)]})
     assert not isinstance(failed.value, Refused)
+
+
+def test_tasks_in_flux_are_their_own_refusal_so_a_read_or_flip_can_wait_for_them_to_settle():
+    flux = {"ok": False, "error": "the manager expects proxy tasks at 10.240.1.2 but tasks.p answers 10.240.1.2 10.240.1.9 on the control network: a task is starting, stopping or unreachable; try again when they agree.", "proxies": []}
+    for read in (proxy_states, flip_report):
+        with pytest.raises(ProxiesInFlux):
+            read(flux)
+    other = {"ok": False, "error": "proxy task 10.240.1.2 on node w1 refuses green: down", "proxies": []}
+    for read in (proxy_states, flip_report):
+        with pytest.raises(Refused) as caught:
+            read(other)
+        assert not isinstance(caught.value, ProxiesInFlux)
 
 
 def test_a_container_that_printed_no_report_is_one_sentence():
