@@ -89,7 +89,10 @@ def _deploy(manager) -> None:
 
 
 def _all_up(manager):
-    states = read_all(manager, SPEC, IMAGE)
+    try:
+        states = read_all(manager, SPEC, IMAGE)
+    except Refused:  # no proxy task running yet, or one still starting: not ready, look again
+        return None
     ready = len(states) == 2 and all(s.error is None and s.up == {"blue": SPEC.pool_size, "green": SPEC.pool_size} for s in states)
     return states if ready else None
 
