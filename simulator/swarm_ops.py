@@ -33,7 +33,7 @@ from simulator.schema import schema_for
 from simulator.secrets_store import SecretStore
 from simulator.swarm_driver import SwarmDriver, TaskView, service_kwargs
 from simulator.swarm_switch import ROLE_LABEL as FLEET_ROLE_LABEL
-from simulator.swarm_switch import FLEET_ROLE, ProxiesInFlux, ProxyState, flip_all, read_all
+from simulator.swarm_switch import FLEET_ROLE, ProxiesInFlux, ProxyState, fleet_container_prefix, flip_all, read_all
 from simulator.switchback import plan_rollback
 from stacks.ownership import MANAGED_BY, SIMULATOR, refusal
 from stacks.spec import COLOURS, StackSpec, load_stack, other_colour
@@ -187,6 +187,8 @@ class SwarmSimulator:
         self._infra_ids: dict[str, str] = {}
         self.schema.image_of = self._app_image
         self.ledger = Ledger(spec.stack, self.manager, self._state_image, say)
+        # The proxy tasks as the last ledger snapshot read them (live_colour), for the switch it precedes.
+        self._states_read: list[ProxyState] | None = None
 
     @classmethod
     def for_stack(cls, stack: str, say: Callable[[str], None] = print) -> "SwarmSimulator":
@@ -255,7 +257,8 @@ class SwarmSimulator:
         settles it."""
         if self.swarm.service(service_name(self.spec, "proxy")) is None:
             return self.spec.live_colour
-        return self._agreed_live(self.proxy_states())
+        self._states_read = self.proxy_states()
+        return agreed_live(self.spec.stack, self._states_read)
 
     def proxy_states(self) -> list[ProxyState]:
         return self._when_proxies_settle(lambda: read_all(self.manager, self.spec, self._infra_image("proxy")))
@@ -273,9 +276,6 @@ class SwarmSimulator:
                 self.say(f"waiting for the proxy tasks to settle: {exc}")
                 time.sleep(1)
 
-    def _agreed_live(self, states: list[ProxyState]) -> str:
-        return agreed_live(self.spec.stack, states)
-
     @property
     def proxy(self) -> FleetCounters:
         return FleetCounters(self.proxies)
@@ -284,7 +284,7 @@ class SwarmSimulator:
         """A switch container a killed command left on the manager is removed (it holds nothing:
         the proxies' maps are the state, and a switch cut short is settled by 'switch --to')."""
         for container in self.manager.containers.list(all=True, filters={"label": [f"{FLEET_ROLE_LABEL}={FLEET_ROLE}"]}):
-            if container.name.startswith(f"cutover-{self.spec.stack}-switch-"):
+            if container.name.startswith(f"{fleet_container_prefix(self.spec)}-"):
                 container.remove(force=True)
                 self.say(f"removed {container.name}, left by an earlier command")
 
@@ -348,6 +348,7 @@ class SwarmSimulator:
     def ledger_snapshot(self, live: str | None = None) -> dict:
         """The colours as the ledger records them: the live one, and each pool's version, image
         and running task count (read from the services and their tasks)."""
+        self._states_read = None  # set again below if this snapshot reads the proxies
         pools = {}
         for colour in COLOURS:
             service = self.swarm.service(service_name(self.spec, colour))
@@ -487,7 +488,9 @@ class SwarmSimulator:
         if to is not None and to not in COLOURS:
             raise Refused(f"--to must be one of {', '.join(COLOURS)}, got {to!r}.")
         proxy_image = self._infra_image("proxy")
-        states = self.proxy_states()
+        # This command's ledger snapshot has just read every proxy task, under the lock
+        # (simulator/ledger.py): the switch decides on that reading, as one engine's does on its one.
+        states, self._states_read = self._states_read or self.proxy_states(), None
         lives = {st.live for st in states}
         if to is not None and lives == {to}:
             self.say(f"{to} is already live on every proxy task; nothing to switch")
@@ -496,7 +499,7 @@ class SwarmSimulator:
         if to is not None and len(lives) > 1:
             current = other_colour(to)  # settling a split: every task goes to ``to``
         else:
-            current = self._agreed_live(states)
+            current = agreed_live(self.spec.stack, states)
         now = self.ledger_snapshot(live=current)
         undoes = None
         if action == "rollback":

@@ -217,16 +217,21 @@ def manager_proxy_tasks(manager_client, spec: StackSpec) -> list[ProxyTask]:
     return expected_proxy_tasks(service.tasks(filters={"desired-state": "running"}), names, traffic, control_network_name(spec))
 
 
+def fleet_container_prefix(spec: StackSpec) -> str:
+    """The names of a stack's switch containers start so (each adds its pid and a clock reading)."""
+    return f"{PROJECT}-{spec.stack}-switch"
+
+
 def flip_all(manager_client, spec: StackSpec, target_colour: str, proxy_image: str) -> FlipReport:
     """Every proxy task of ``spec`` on ``target_colour``, or none (docs/cluster.md)."""
     proxies = manager_proxy_tasks(manager_client, spec)
     return flip_proxies(
         manager_client, proxy_image, control_network_name(spec), f"tasks.{service_name(spec, 'proxy')}", proxies, target_colour,
-        min_up=spec.pool_size, name_prefix=f"{PROJECT}-{spec.stack}-switch",
+        min_up=spec.pool_size, name_prefix=fleet_container_prefix(spec),
     )
 
 
 def read_all(manager_client, spec: StackSpec, proxy_image: str) -> list[ProxyState]:
     """Every proxy task's live colour and servers UP per colour: for preflight and status."""
     proxies = manager_proxy_tasks(manager_client, spec)
-    return read_proxies(manager_client, proxy_image, control_network_name(spec), f"tasks.{service_name(spec, 'proxy')}", proxies, name_prefix=f"{PROJECT}-{spec.stack}-switch")
+    return read_proxies(manager_client, proxy_image, control_network_name(spec), f"tasks.{service_name(spec, 'proxy')}", proxies, name_prefix=fleet_container_prefix(spec))
