@@ -42,7 +42,7 @@ import requests
 import yaml
 
 from loadtests.fault_figures import traffic_figures
-from loadtests.rehearsal import missing_writes
+from loadtests.read_back import missing_writes
 from loadtests.users import new_connection_user, rehearsal_users
 from simulator.cluster import Cluster, NodePlan
 from simulator.errors import CutoverError

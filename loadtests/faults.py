@@ -41,7 +41,7 @@ from rich.table import Table
 
 from loadtests.fault_figures import recovered_at, traffic_figures
 from loadtests.sse import read_stream, reconnect_colour
-from loadtests.rehearsal import missing_writes
+from loadtests.read_back import missing_writes
 from loadtests.users import rehearsal_users
 from simulator.ledger import state_dir
 from simulator.operations import Simulator

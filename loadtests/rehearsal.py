@@ -17,7 +17,6 @@ import argparse
 import json
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -25,9 +24,8 @@ from typing import Callable, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-import requests
-
 from loadtests.html_report import write_report
+from loadtests.read_back import missing_writes
 from loadtests.options import MIXES, check_phase_seconds, check_users, parse_steps
 from loadtests.report import FlipFigures, PhaseFigures, acknowledged_writes, flip_figures, phase_figures, write_csv
 from simulator.errors import CutoverError
@@ -35,12 +33,7 @@ from simulator.ledger import state_dir
 from loadtests.users import excluded_tags, rehearsal_users
 from simulator.engines import simulator_for
 from simulator.operations import Simulator
-from simulator.smoke import TIMEOUT_S
-from stacks.app import AppSpec
 from stacks.spec import SpecError, load_stack
-
-# Acknowledged writes are read back over this many connections at once (per base URL).
-READ_BACK_CONNECTIONS = 8
 
 # Wide enough for the tables when the output is a log file rather than a terminal.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -203,33 +196,6 @@ def _rehearse(sim: Simulator, args: argparse.Namespace) -> dict:
     if args.summary:
         Path(args.summary).write_text(json.dumps(summary, indent=2))
     return summary
-
-
-def missing_writes(app: AppSpec, base_url: str, acknowledged: set) -> set:
-    """The acknowledged writes the app at ``base_url`` cannot read back (its write probe's read request).
-
-    Read back over READ_BACK_CONNECTIONS keep-alive connections at once: a rehearsal acknowledges
-    tens of thousands of writes, and one at a time the check took minutes after the load had stopped."""
-    probe = app.write_probe
-    assert probe is not None  # writes are only ever acknowledged through a probe
-    ids = sorted(acknowledged, key=str)  # bounded by what the run acknowledged
-    slices = [ids[start::READ_BACK_CONNECTIONS] for start in range(READ_BACK_CONNECTIONS)]
-
-    def unreadable(slice_ids: list) -> set:
-        missing = set()
-        with requests.Session() as session:
-            for item_id in slice_ids:
-                try:
-                    response = session.request(probe.read.method, base_url + probe.read_path(item_id), timeout=TIMEOUT_S)
-                except requests.RequestException:
-                    missing.add(item_id)
-                    continue
-                if response.status_code != probe.read.expect_status:
-                    missing.add(item_id)
-        return missing
-
-    with ThreadPoolExecutor(max_workers=READ_BACK_CONNECTIONS) as pool:
-        return set().union(*pool.map(unreadable, slices))
 
 
 def next_version(version: str) -> str:

@@ -4,7 +4,7 @@ flipped every few seconds, every request recorded, every acknowledged write read
 It is the rehearsal's machinery run for longer (loadtests/rehearsal.py): the same Locust users (the
 app's locustfile and write probe), the same per-request record (loadtests/runner.py), the same
 per-flip figures (loadtests/report.py flip_figures) and the same read-back of acknowledged writes
-through both colours (rehearsal.missing_writes). What differs is the shape: flips alternate
+through both colours (read_back.missing_writes). What differs is the shape: flips alternate
 ``switch`` and ``rollback`` with ``--flip-every`` seconds of load after each, until both
 ``--requests`` and ``--flips`` are reached (or ``--max-seconds`` runs out), and the record is
 streamed to CSV as it goes: only the last minute or so of requests stays in memory (a flip's
@@ -32,7 +32,7 @@ from pathlib import Path
 from loadtests.bench.stack import forget_images, write_stack
 from loadtests.cli import Parser, positive
 from loadtests.csv_report import report_from_csv
-from loadtests.rehearsal import missing_writes
+from loadtests.read_back import missing_writes
 from loadtests.report import FlipFigures, percentile
 from loadtests.soak_record import StreamedRecord, figure_ready
 from loadtests.users import KeepAliveUser, rehearsal_users
