@@ -5,14 +5,14 @@ and no server at all means every write is unreadable."""
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from loadtests.read_back import missing_writes
 from stacks.app import AppSpec
 from stacks.spec import load_stack
+from tests.local_http import serving
 
 STORED = set(range(0, 300, 3))
 ACKNOWLEDGED = set(range(300))
@@ -47,12 +47,8 @@ class _Items(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Items)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_Items) as base_url:
+        yield base_url
 
 
 def test_what_the_app_lacks_is_missing_and_nothing_else(server):

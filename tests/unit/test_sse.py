@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from loadtests.sse import read_stream
 from stacks.proxy_config import COLOUR_HEADER
+from tests.local_http import serving
 
 STREAMS = {
     "/clean/events": b"data: 1\n\ndata: 2\n\nevent: end\ndata: bye\n\n",
@@ -36,11 +36,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(Handler) as base_url:
+        yield base_url
 
 
 def test_a_stream_that_ends_cleanly(server):
