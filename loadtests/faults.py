@@ -41,11 +41,10 @@ from rich.table import Table
 
 from loadtests.fault_figures import recovered_at, traffic_figures
 from loadtests.sse import read_stream, reconnect_colour
-from loadtests.read_back import missing_writes
+from loadtests.read_back import missing_writes, unreadable
 from loadtests.users import rehearsal_users
 from simulator.ledger import state_dir
 from simulator.operations import Simulator
-from simulator.smoke import TIMEOUT_S
 from stacks.proxy_config import COLOUR_HEADER
 from stacks.spec import STACKS_DIR_ENV, load_stack, other_colour
 from stacks.topology import app_container_name, database_container_name, migration_container_name, proxy_container_name
@@ -632,22 +631,6 @@ def run_case(h: Harness, name: str, options: Options) -> CaseResult:
         result.outcome = "ok" if holds(result) else "failed"
     result.seconds = round(time.monotonic() - began, 1)
     return result
-
-
-def unreadable(app, base_url: str, ids: set) -> dict:
-    """{id: what reading it back got} for each of ``ids`` the app at ``base_url`` does not return."""
-    probe = app.write_probe
-    answers = {}
-    with requests.Session() as session:
-        for item_id in sorted(ids, key=str):  # bounded: only what the first read missed
-            try:
-                status = session.request(probe.read.method, base_url + probe.read_path(item_id), timeout=TIMEOUT_S).status_code
-            except requests.RequestException as exc:
-                answers[item_id] = exc.__class__.__name__
-                continue
-            if status != probe.read.expect_status:
-                answers[item_id] = f"HTTP {status}"
-    return answers
 
 
 def holds(result: CaseResult) -> bool:

@@ -70,3 +70,22 @@ def missing_writes(app: AppSpec, base_url: str, acknowledged: Iterable[Any], con
 
     with ThreadPoolExecutor(max_workers=connections) as pool:
         return set().union(*pool.map(unreadable, slices))
+
+
+def unreadable(app: AppSpec, base_url: str, ids: Iterable[Any]) -> dict:
+    """{id: what reading it back got} for each of ``ids`` the app at ``base_url`` does not return,
+    read one at a time: the second look at what ``missing_writes`` missed. A write one read could
+    not return may be an error of the app (a pooled database connection gone stale when the
+    database restarted answers 503 once), not a lost write; a lost one is missing on this read too."""
+    probe = app.write_probe
+    assert probe is not None
+    reader = _Reader(base_url)
+    answers = {}
+    try:
+        for item_id in sorted(ids, key=str):  # bounded: only what the first read missed
+            status = reader.status(probe.read.method, probe.read_path(item_id))
+            if status != probe.read.expect_status:
+                answers[item_id] = "no answer" if status is None else f"HTTP {status}"
+    finally:
+        reader.close()
+    return answers

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from loadtests.read_back import missing_writes
+from loadtests.read_back import missing_writes, unreadable
 from stacks.app import AppSpec
 from stacks.spec import load_stack
 from tests.local_http import serving
@@ -61,11 +61,16 @@ def test_connections_the_server_closes_lose_no_read(server):
     assert missing_writes(app(), server, STORED, connections=3) == set()
 
 
+def test_the_second_look_names_what_each_unreadable_write_got(server):
+    assert unreadable(app(), server, ACKNOWLEDGED) == {item: "HTTP 404" for item in ACKNOWLEDGED - STORED}
+
+
 def test_with_no_server_every_write_is_unreadable():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # free once closed: nothing listens there
     assert missing_writes(app(), f"http://127.0.0.1:{port}", {1, 2, 3}) == {1, 2, 3}
+    assert unreadable(app(), f"http://127.0.0.1:{port}", {1, 2}) == {1: "no answer", 2: "no answer"}
 
 
 def test_a_url_it_cannot_read_from_is_refused_in_one_sentence():
