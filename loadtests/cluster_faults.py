@@ -14,8 +14,9 @@ users with its write probe) goes through the edge while each case breaks a node:
   ``cutover cluster up`` (its volume, the database's included, survives): no acknowledged write
   may be lost.
 
-Every case waits on conditions with deadlines, reads back every write the app acknowledged, and
-returns (and prints) its figures; the whole run's figures go to ``--out`` as JSON.
+Every case waits on conditions with deadlines, reads back every write the app acknowledged (what
+the first read misses, once more: loadtests/read_back.py), and returns (and prints) its figures;
+the whole run's figures go to ``--out`` as JSON.
 
 Run it in a process of its own: Locust (imported below) patches the standard library with gevent.
 """
