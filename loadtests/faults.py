@@ -41,7 +41,7 @@ from rich.table import Table
 
 from loadtests.fault_figures import recovered_at, traffic_figures
 from loadtests.sse import read_stream, reconnect_colour
-from loadtests.read_back import missing_writes, unreadable
+from loadtests.read_back import lost_writes
 from loadtests.users import rehearsal_users
 from simulator.ledger import state_dir
 from simulator.operations import Simulator
@@ -616,17 +616,18 @@ def run_case(h: Harness, name: str, options: Options) -> CaseResult:
     acked = {r.item_id for r in load.records if r.item_id is not None}
     result.writes_acknowledged = len(acked)
     if acked:
-        missing = {url: missing_writes(app, url, acked) for url in (h.spec.live_url(), h.spec.preview_url())}
         # A write one port could not read once may be an error of that port's app (a stale
         # database connection), not a lost write: read those once more and say what it was.
-        again = {url: unreadable(app, url, ids) for url, ids in missing.items() if ids}
+        reads = {url: lost_writes(app, url, acked) for url in (h.spec.live_url(), h.spec.preview_url())}
+        missing = {url: first for url, (first, _) in reads.items()}
+        again = {url: lost for url, (_, lost) in reads.items()}
         for url, ids in missing.items():
             if ids:
                 answers = ", ".join(f"{a}: {n}" for a, n in Counter(again[url].values()).most_common())
                 result.notes.append(f"{len(ids)} acknowledged write(s) unreadable through {url} on the first read; "
                                     f"{len(ids) - len(again[url])} read on the second" + (f", still not: {answers}" if answers else ""))
-        result.writes_missing_by_url = {url: len(again.get(url, ())) for url in missing}
-        result.writes_lost = len(frozenset().union(*(set(ids) for ids in again.values())))
+        result.writes_missing_by_url = {url: len(lost) for url, lost in again.items()}
+        result.writes_lost = len(frozenset().union(*(set(lost) for lost in again.values())))
     if fault is not None and result.outcome == "error":
         result.outcome = "ok" if holds(result) else "failed"
     result.seconds = round(time.monotonic() - began, 1)

@@ -89,3 +89,11 @@ def unreadable(app: AppSpec, base_url: str, ids: Iterable[Any]) -> dict:
     finally:
         reader.close()
     return answers
+
+
+def lost_writes(app: AppSpec, base_url: str, acknowledged: Iterable[Any]) -> tuple[set, dict]:
+    """The fault suites' check: (what the first read missed, {id: answer} for those a second look
+    cannot return either). Only the second are lost; the first may be an error of the app, such as
+    a pooled database connection gone stale when the database restarted."""
+    first_missed = missing_writes(app, base_url, acknowledged) if acknowledged else set()
+    return first_missed, (unreadable(app, base_url, first_missed) if first_missed else {})

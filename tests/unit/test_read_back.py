@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from loadtests.read_back import missing_writes, unreadable
+from loadtests.read_back import lost_writes, missing_writes, unreadable
 from stacks.app import AppSpec
 from stacks.spec import load_stack
 from tests.local_http import serving
@@ -45,6 +45,26 @@ class _Items(BaseHTTPRequestHandler):
         pass
 
 
+class _StaleOnce(_Items):
+    """The stored items, but each of STALE answers 503 the first time it is read (as an app task
+    whose pooled database connection went stale when the database restarted)."""
+
+    answered: set = set()
+
+    def do_GET(self):  # noqa: N802
+        item = self.path.rsplit("/", 1)[-1]
+        if item.isdigit() and int(item) in STALE and int(item) not in self.answered:
+            type(self).answered.add(int(item))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+STALE = set(range(0, 300, 9))  # stored ones (multiples of 3)
+
+
 @pytest.fixture
 def server():
     with serving(_Items) as base_url:
@@ -76,3 +96,11 @@ def test_with_no_server_every_write_is_unreadable():
 def test_a_url_it_cannot_read_from_is_refused_in_one_sentence():
     with pytest.raises(ValueError, match="plain http:// base URL"):
         missing_writes(app(), "https://127.0.0.1:1", {1})
+
+
+def test_a_write_unreadable_once_is_not_lost_but_one_the_app_lacks_is():
+    _StaleOnce.answered = set()
+    with serving(_StaleOnce) as base_url:
+        first_missed, lost = lost_writes(app(), base_url, ACKNOWLEDGED)
+    assert first_missed == (ACKNOWLEDGED - STORED) | STALE
+    assert lost == {item: "HTTP 404" for item in ACKNOWLEDGED - STORED}
